@@ -1,0 +1,1 @@
+"""Sightline's shared library: the code every Lambda function imports, shipped as a layer."""

@@ -1,0 +1,49 @@
+"""Runtime configuration: every setting flows from the template's environment variables, read here only."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    data_bucket: str
+    artifact_bucket: str
+    event_bus_name: str
+    training_state_machine_arn: str
+    max_image_bytes: int
+    max_image_pixels: int
+    max_archive_bytes: int
+    max_archive_members: int
+    validation_fraction: float
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this process; tests that change the environment call ``get_settings.cache_clear()``."""
+    return Settings(
+        table_name=os.environ.get("TABLE_NAME", ""),
+        data_bucket=os.environ.get("DATA_BUCKET", ""),
+        artifact_bucket=os.environ.get("ARTIFACT_BUCKET", ""),
+        event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
+        training_state_machine_arn=os.environ.get("TRAINING_STATE_MACHINE_ARN", ""),
+        # API Gateway caps request bodies at 10 MB and Lambda payloads at 6 MB; base64 costs a third.
+        max_image_bytes=_int("MAX_IMAGE_BYTES", 4 * 1024 * 1024),
+        # Decompression-bomb guard: Pillow's own default warning threshold is ~89 Mpx.
+        max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
+        max_archive_bytes=_int("MAX_ARCHIVE_BYTES", 2 * 1024 * 1024 * 1024),
+        max_archive_members=_int("MAX_ARCHIVE_MEMBERS", 200_000),
+        validation_fraction=_float("VALIDATION_FRACTION", 0.2),
+    )

@@ -1,0 +1,50 @@
+"""Key layout of the single DynamoDB table and of the artifact bucket, in one place.
+
+Table: partition key ``pk``, sort key ``sk``; global secondary index ``gsi1`` (``gsi1pk``, ``gsi1sk``) lists
+datasets and models newest first.
+"""
+from __future__ import annotations
+
+import hashlib
+
+META = "META"
+GSI1 = "gsi1"
+DATASETS_INDEX_PK = "DATASETS"
+MODELS_INDEX_PK = "MODELS"
+
+
+def dataset_pk(name: str) -> str:
+    return f"DATASET#{name}"
+
+
+def source_sk(key: str) -> str:
+    """One item per object uploaded under ``datasets/<name>/``."""
+    return f"SOURCE#{key}"
+
+
+def model_pk(model_id: str) -> str:
+    return f"MODEL#{model_id}"
+
+
+def version_sk(version: int) -> str:
+    # Zero-padded so versions sort numerically.
+    return f"VERSION#{version:06d}"
+
+
+def image_key(sha256: str, extension: str) -> str:
+    """Content-addressed, immutable copy of a registered image in the artifact bucket."""
+    return f"images/{sha256[:2]}/{sha256}.{extension}"
+
+
+def source_result_key(dataset: str, source_key: str) -> str:
+    """Normalised parse of one uploaded object (archive or annotation file) in the artifact bucket."""
+    digest = hashlib.sha256(source_key.encode()).hexdigest()
+    return f"registry/datasets/{dataset}/sources/{digest}.json"
+
+
+def version_prefix(model_id: str, version: int) -> str:
+    return f"models/{model_id}/v{version}/"
+
+
+def checkpoint_prefix(model_id: str, version: int) -> str:
+    return f"checkpoints/{model_id}/v{version}/"
