@@ -1,0 +1,444 @@
+"""The training workflow: starting it, and the Lambda task steps of ``statemachines/train.asl.json``.
+
+PrepareTrainingData -> ``prepare_training``, RecordModelVersion -> ``record_version``,
+RecordTrainingFailure -> ``record_failure``. Every step may run more than once (Lambda and Step Functions
+retries), so each one is idempotent.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from types import ModuleType
+from typing import Any, NoReturn
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sightline import aws, events, keys, model_registry
+from sightline.config import get_settings
+from sightline.errors import Conflict, SightlineError
+
+logger = Logger(child=True)
+
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+# Failure reasons end up in API answers and events: one line, bounded.
+MAX_REASON_CHARS = 500
+_BATCH_JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class TrainingUnavailable(SightlineError):
+    """The training workflow could not be started (Step Functions refused or was unreachable)."""
+
+    status = 503
+    code = "training_unavailable"
+
+
+class TrainingOutputInvalid(SightlineError):
+    """A training output (or the manifest) is missing or unreadable where the contract says it is."""
+
+    code = "training_output_invalid"
+
+
+def manifest_module() -> ModuleType:
+    """``sightline.datasets.manifest``, imported when first needed (tests replace this function)."""
+    return importlib.import_module("sightline.datasets.manifest")
+
+
+# ---------------------------------------------------------------- artifact locations
+
+
+def manifest_key(model_id: str, version: int) -> str:
+    return f"manifests/{model_id}/v{version}/{MANIFEST_FILE}"
+
+
+def s3_uri(key: str) -> str:
+    return f"s3://{get_settings().artifact_bucket}/{key}"
+
+
+def batch_job_name(model_id: str, version: int) -> str:
+    """Batch job names allow letters, digits, hyphens and underscores, at most 128 characters."""
+    return _BATCH_JOB_NAME_UNSAFE.sub("-", f"sightline-{model_id}-v{version}")[:128]
+
+
+def execution_name(model_id: str, version: int) -> str:
+    """One execution per version: Step Functions refuses a second start under the same name.
+    (At most 80 characters; model ids are far shorter.)"""
+    return f"{model_id}-v{version}"
+
+
+# ---------------------------------------------------------------- starting a run
+
+
+def start_training(model_id: str, version: int) -> str:
+    """Start the workflow for a version already in the table and record its execution ARN.
+
+    A start that fails leaves the version and the model failed with the reason (never stuck in
+    ``training``) and raises ``TrainingUnavailable``.
+    """
+    settings = get_settings()
+    name = execution_name(model_id, version)
+    try:
+        response = aws.client("stepfunctions").start_execution(
+            stateMachineArn=settings.training_state_machine_arn,
+            name=name,
+            input=json.dumps({"model_id": model_id, "version": version}),
+        )
+        execution_arn = response["executionArn"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            _fail_start(model_id, version, f"{error.response['Error']['Code']}: {error.response['Error'].get('Message', '')}")
+        # Already started under this name (a retried request): the same run, so the same ARN.
+        execution_arn = _execution_arn(settings.training_state_machine_arn, name)
+    except BotoCoreError as error:
+        _fail_start(model_id, version, str(error))
+    model_registry.update_version(model_id, version, execution_arn=execution_arn)
+    return execution_arn
+
+
+def _execution_arn(state_machine_arn: str, name: str) -> str:
+    # arn:aws:states:<region>:<account>:stateMachine:<machine> -> ...:execution:<machine>:<name>
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+
+def _fail_start(model_id: str, version: int, detail: str) -> NoReturn:
+    logger.error("could not start the training workflow", extra={"model_id": model_id, "version": version, "detail": detail})
+    reason = one_line(f"could not start the training workflow: {detail}")
+    _mark_failed(model_id, version, reason)
+    raise TrainingUnavailable(f"training could not be started; model {model_id} is marked failed ({reason})")
+
+
+# ---------------------------------------------------------------- PrepareTrainingData
+
+
+def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot the model's datasets into the version's manifest and describe the Batch job to run.
+
+    The manifest is written once: a retry reuses it, so a version always trains on the data it first saw.
+    """
+    model_id, version_number = _target(event)
+    model = model_registry.get_model(model_id)
+    version = model_registry.get_version(model_id, version_number)
+    if version["status"] != model_registry.TRAINING:
+        raise Conflict(
+            f"model {model_id} version {version_number} is {version['status']}, not training",
+            code="version_not_training",
+        )
+
+    key = manifest_key(model_id, version_number)
+    manifest = _read_json(key)
+    if manifest is None:
+        built = manifest_module().build_manifest(
+            list(model["datasets"]), model["task"], get_settings().validation_fraction
+        )
+        # Conditional create: of two concurrent attempts only the first snapshot is kept, and both use it.
+        manifest = built if _create_json(key, built) else _read_json(key)
+        if manifest is None:
+            raise RuntimeError(f"manifest {key} vanished after it was written")
+        logger.info("manifest written", extra={"key": key, "items": len(built.get("items", []))})
+    else:
+        logger.info("reusing the existing manifest", extra={"key": key})
+
+    manifest_uri = s3_uri(key)
+    model_registry.update_version(
+        model_id,
+        version_number,
+        classes=list(manifest.get("classes", [])),
+        artifacts={**(version.get("artifacts") or {}), "manifest": manifest_uri},
+    )
+    template = version.get("template") or model["template"]
+    params = version.get("params") or model.get("params") or {}
+    return {
+        "model_id": model_id,
+        "version": version_number,
+        "job_name": batch_job_name(model_id, version_number),
+        "environment": [
+            {"Name": "SIGHTLINE_MANIFEST_URI", "Value": manifest_uri},
+            {"Name": "SIGHTLINE_OUTPUT_URI", "Value": s3_uri(keys.version_prefix(model_id, version_number))},
+            {"Name": "SIGHTLINE_CHECKPOINT_URI", "Value": s3_uri(keys.checkpoint_prefix(model_id, version_number))},
+            {"Name": "SIGHTLINE_TEMPLATE", "Value": template},
+            {"Name": "SIGHTLINE_PARAMS", "Value": json.dumps(params, sort_keys=True)},
+        ],
+    }
+
+
+# ---------------------------------------------------------------- RecordModelVersion
+
+# Bounded: each lost race means another recorder changed the serving version, which happens rarely.
+_PROMOTION_ATTEMPTS = 10
+
+
+def record_version(event: dict[str, Any]) -> dict[str, Any]:
+    """Store a trained version's metrics and artifacts, mark it ready and promote it if it is at least as
+    good as the serving version by the same primary metric."""
+    model_id, version_number = _target(event)
+    job_id = _job_field(event.get("job") or {}, "JobId", "jobId")
+    version = model_registry.get_version(model_id, version_number)
+    if version["status"] == model_registry.FAILED:
+        raise Conflict(
+            f"model {model_id} version {version_number} is already recorded as failed: {version.get('failure_reason')}",
+            code="version_failed",
+        )
+
+    prefix = keys.version_prefix(model_id, version_number)
+    metrics = _read_json(prefix + METRICS_FILE)
+    labels = _read_json(prefix + LABELS_FILE)
+    missing = [name for name, found in ((METRICS_FILE, metrics), (LABELS_FILE, labels)) if found is None]
+    if not _exists(prefix + MODEL_FILE):
+        missing.insert(0, MODEL_FILE)
+    if missing:
+        raise TrainingOutputInvalid(f"the training job finished without {', '.join(missing)} in {s3_uri(prefix)}")
+    primary_metric, score = _primary_score(metrics)
+    classes = list(labels.get("classes") or version.get("classes") or [])
+
+    artifacts = {
+        **(version.get("artifacts") or {}),
+        "model": s3_uri(prefix + MODEL_FILE),
+        "labels": s3_uri(prefix + LABELS_FILE),
+        "metrics": s3_uri(prefix + METRICS_FILE),
+        "manifest": s3_uri(manifest_key(model_id, version_number)),
+        "checkpoint": s3_uri(keys.checkpoint_prefix(model_id, version_number) + CHECKPOINT_FILE),
+    }
+    # Only the call that moves the version out of training announces it: a repeated call stays quiet.
+    became_ready = model_registry.update_version(
+        model_id,
+        version_number,
+        condition="#status = :training",
+        condition_values={":training": model_registry.TRAINING},
+        status=model_registry.READY,
+        metrics=metrics,
+        artifacts=artifacts,
+        classes=classes,
+        job_id=job_id or version.get("job_id"),
+        finished_at=model_registry.now(),
+    )
+    model_registry.raise_latest_version(model_id, version_number)
+    if became_ready:
+        events.publish(
+            "ModelVersionReady",
+            {"model_id": model_id, "version": version_number, "primary_metric": primary_metric, "score": score},
+        )
+
+    promoted, replaced = _promote_if_not_worse(model_id, version_number, primary_metric, score, classes)
+    if promoted:
+        model_registry.update_version(model_id, version_number, promoted=True)
+        if replaced != version_number:
+            events.publish(
+                "ModelVersionPromoted",
+                {"model_id": model_id, "version": version_number, "previous_version": replaced,
+                 "primary_metric": primary_metric, "score": score},
+            )
+    logger.info(
+        "version recorded",
+        extra={"model_id": model_id, "version": version_number, primary_metric: score, "promoted": promoted},
+    )
+    return {"model_id": model_id, "version": version_number, "status": model_registry.READY, "promoted": promoted}
+
+
+def _promote_if_not_worse(
+    model_id: str, version_number: int, primary_metric: str, score: float, classes: list[str]
+) -> tuple[bool, int | None]:
+    """(promoted, the serving version it replaced). Each decision is a conditional write on the serving
+    version it was made against; when another recorder got there first, decide again against theirs."""
+    for _ in range(_PROMOTION_ATTEMPTS):
+        model = model_registry.get_model(model_id)
+        serving = model.get("serving_version")
+        if serving == version_number:
+            return True, serving  # an earlier call of this step already promoted it
+        if serving is not None and not _at_least_as_good(model_id, int(serving), primary_metric, score):
+            # The serving model stays; this run still succeeded, so the model is healthy.
+            model_registry.update_model(model_id, status=model_registry.READY, failure_reason=None)
+            return False, serving
+        if model_registry.set_serving_version(model_id, version_number, replacing=serving, classes=classes):
+            return True, serving
+    raise Conflict(f"could not settle the serving version of model {model_id}: too many concurrent changes")
+
+
+def _at_least_as_good(model_id: str, serving_number: int, primary_metric: str, score: float) -> bool:
+    serving_metrics = model_registry.get_version(model_id, serving_number).get("metrics") or {}
+    if serving_metrics.get("primary_metric") != primary_metric:
+        # Scores of different metrics do not compare; keep what serves now.
+        logger.warning(
+            "primary metrics differ, not promoting",
+            extra={"model_id": model_id, "serving": serving_metrics.get("primary_metric"), "new": primary_metric},
+        )
+        return False
+    serving_score = serving_metrics.get(primary_metric)
+    if not _is_number(serving_score):
+        return True  # the serving version has no comparable score; a measured one is better
+    return score >= float(serving_score)
+
+
+def _primary_score(metrics: dict[str, Any]) -> tuple[str, float]:
+    name = metrics.get("primary_metric")
+    if not isinstance(name, str) or not name:
+        raise TrainingOutputInvalid("metrics.json does not name its primary_metric")
+    value = metrics.get(name)
+    if not _is_number(value):
+        raise TrainingOutputInvalid(f"metrics.json has no numeric value for its primary metric {name!r}")
+    return name, float(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+# ---------------------------------------------------------------- RecordTrainingFailure
+
+
+def record_failure(event: dict[str, Any]) -> dict[str, Any]:
+    """Store why a run failed on the version (and on the model, which stays ready if it serves a version)."""
+    model_id, version_number = _target(event)
+    reason = failure_reason(event.get("error") or {})
+    marked = _mark_failed(model_id, version_number, reason)
+    if marked:
+        events.publish("ModelVersionFailed", {"model_id": model_id, "version": version_number, "reason": reason})
+    logger.info("version failed", extra={"model_id": model_id, "version": version_number, "reason": reason})
+    return {"model_id": model_id, "version": version_number, "status": model_registry.FAILED, "reason": reason}
+
+
+def _mark_failed(model_id: str, version_number: int, reason: str) -> bool:
+    """Version failed (unless it already finished: a ready version stays ready); model failed only if it
+    serves nothing, else it keeps serving and just carries the reason. Returns whether the version changed."""
+    marked = model_registry.update_version(
+        model_id,
+        version_number,
+        condition="#status = :training",
+        condition_values={":training": model_registry.TRAINING},
+        status=model_registry.FAILED,
+        failure_reason=reason,
+        finished_at=model_registry.now(),
+    )
+    if not marked:
+        return False
+    if not model_registry.fail_model_without_serving_version(model_id, reason):
+        model_registry.update_model(model_id, failure_reason=reason)
+    return True
+
+
+def failure_reason(error: dict[str, Any]) -> str:
+    """A one-line reason from a Step Functions Catch ``{"Error", "Cause"}``.
+
+    The cause is a Batch job description for TrainModel, a Lambda error object for the Lambda steps, or free
+    text for Step Functions' own errors (timeouts).
+    """
+    error_name = str(error.get("Error") or "unknown error")
+    raw_cause = error.get("Cause")
+    cause: Any = raw_cause
+    if isinstance(raw_cause, str):
+        try:
+            cause = json.loads(raw_cause)
+        except ValueError:
+            cause = raw_cause
+    if isinstance(cause, dict):
+        if _job_field(cause, "JobId", "jobId") or _job_field(cause, "Status", "status") in ("FAILED", "SUCCEEDED"):
+            return one_line(_batch_reason(cause))
+        message = cause.get("errorMessage")
+        if message:
+            kind = cause.get("errorType") or error_name
+            return one_line(f"{kind}: {message}")
+    if isinstance(cause, str) and cause.strip():
+        return one_line(f"{error_name}: {cause}")
+    return one_line(error_name)
+
+
+def _batch_reason(job: dict[str, Any]) -> str:
+    """'training job <name> failed: <why> (exit code N; log stream S)' from a describeJobs job."""
+    container = _job_field(job, "Container", "container") or {}
+    attempts = _job_field(job, "Attempts", "attempts") or []
+    last_attempt = attempts[-1] if attempts else {}
+    attempt_container = _job_field(last_attempt, "Container", "container") or {}
+
+    why = (
+        _job_field(container, "Reason", "reason")
+        or _job_field(attempt_container, "Reason", "reason")
+        or _job_field(job, "StatusReason", "statusReason")
+        or _job_field(last_attempt, "StatusReason", "statusReason")
+        or "no reason given"
+    )
+    details = []
+    exit_code = _job_field(container, "ExitCode", "exitCode")
+    if exit_code is None:
+        exit_code = _job_field(attempt_container, "ExitCode", "exitCode")
+    if exit_code is not None:
+        details.append(f"exit code {exit_code}")
+    log_stream = _job_field(container, "LogStreamName", "logStreamName") or _job_field(
+        attempt_container, "LogStreamName", "logStreamName"
+    )
+    if log_stream:
+        details.append(f"log stream {log_stream}")
+    name = _job_field(job, "JobName", "jobName") or _job_field(job, "JobId", "jobId")
+    text = f"training job {name} failed: {why}" if name else f"training job failed: {why}"
+    return f"{text} ({'; '.join(details)})" if details else text
+
+
+def one_line(text: str) -> str:
+    collapsed = " ".join(str(text).split())
+    return collapsed if len(collapsed) <= MAX_REASON_CHARS else collapsed[: MAX_REASON_CHARS - 1] + "…"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _target(event: dict[str, Any]) -> tuple[str, int]:
+    model_id = event.get("model_id")
+    version = event.get("version")
+    if not isinstance(model_id, str) or not model_id:
+        raise ValueError(f"event has no model_id: {event!r}")
+    if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit():
+        raise ValueError(f"event has no version number: {event!r}")
+    return model_id, int(version)
+
+
+def _job_field(job: dict[str, Any], sfn_name: str, boto_name: str) -> Any:
+    """Step Functions capitalises describeJobs keys (JobId); boto3 does not (jobId). Accept both."""
+    if not isinstance(job, dict):
+        return None
+    value = job.get(sfn_name)
+    return value if value is not None else job.get(boto_name)
+
+
+def _read_json(key: str) -> Any | None:
+    """The JSON object at ``key`` in the artifact bucket, or None when there is none."""
+    try:
+        body = aws.client("s3").get_object(Bucket=get_settings().artifact_bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise TrainingOutputInvalid(f"{s3_uri(key)} is not valid JSON") from None
+
+
+def _create_json(key: str, document: Any) -> bool:
+    """Write ``document`` at ``key`` unless something is already there; False when it was."""
+    try:
+        aws.client("s3").put_object(
+            Bucket=get_settings().artifact_bucket,
+            Key=key,
+            Body=json.dumps(document, separators=(",", ":")).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+
+
+def _exists(key: str) -> bool:
+    try:
+        aws.client("s3").head_object(Bucket=get_settings().artifact_bucket, Key=key)
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise

@@ -1,0 +1,83 @@
+"""``sightline local up``: run the whole of Sightline on this machine."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from sightline_local.stack import LocalStack, StackConfig
+
+
+def banner(stack: LocalStack) -> str:
+    api = stack.config.api_url
+    data_bucket = stack.output("DataBucketName")
+    return f"""
+Sightline local stack is up.
+
+  API (API Gateway front)   {api}/v1
+  AWS endpoint (moto)       {stack.config.endpoint}
+  data bucket               s3://{data_bucket}  (upload datasets under datasets/<name>/)
+  artifact bucket           s3://{stack.output('ArtifactBucketName')}
+  table                     {stack.output('TableName')}
+  training state machine    {stack.output('TrainingStateMachineArn')}
+  API key                   {stack.api_key}
+
+Try it:
+  export AWS_ENDPOINT_URL={stack.config.endpoint} AWS_ACCESS_KEY_ID=sightline-local AWS_SECRET_ACCESS_KEY=sightline-local AWS_DEFAULT_REGION={stack.config.region}
+  aws s3 cp my-classes.zip s3://{data_bucket}/datasets/pets/my-classes.zip
+  curl -H 'x-api-key: {stack.api_key}' {api}/v1/datasets/pets
+  curl -H 'x-api-key: {stack.api_key}' -H 'content-type: application/json' \\
+       -d '{{"name": "pets", "task": "classification", "datasets": ["pets"]}}' {api}/v1/models
+  curl -H 'x-api-key: {stack.api_key}' -H 'content-type: image/jpeg' --data-binary @cat.jpg {api}/v1/models/<model_id>/predict
+
+Press Ctrl-C to stop.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sightline", description="Sightline: self-hosted custom vision")
+    commands = parser.add_subparsers(dest="command", required=True)
+    local = commands.add_parser("local", help="the embedded local stack")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    up = local_commands.add_parser("up", help="start the local stack in the foreground")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--api-port", type=int, default=3000)
+    up.add_argument("--aws-port", type=int, default=4566)
+    up.add_argument("--no-demo", action="store_true", help="skip the demo dataset, training run and prediction")
+    up.add_argument("--demo-epochs", type=int, default=3)
+    up.add_argument("--state-dir", type=Path, default=None, help="logs and caches (default: .sightline/)")
+    up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    stack = LocalStack(StackConfig(host=args.host, api_port=args.api_port, aws_port=args.aws_port, state_dir=args.state_dir))
+    stack.start()
+    print(banner(stack), flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    if not args.no_demo:
+        from sightline_local.demo import run_demo
+
+        def demo() -> None:
+            try:
+                run_demo(stack, epochs=args.demo_epochs)
+            except Exception as error:  # noqa: BLE001 - the stack stays up for the user
+                logging.getLogger("sightline.local.demo").error("demo failed: %s", error)
+
+        threading.Thread(target=demo, name="demo", daemon=True).start()
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Where moto needs Docker or falls short, the local stack plugs in its own executors.
+
+- Lambda: moto runs functions in Docker; here ``LambdaFunction.invoke`` goes to the warm worker processes.
+- Batch: moto runs jobs in Docker; here ``Job.run`` starts the training container's entrypoint as a process.
+- Step Functions: moto 5.2.5's ``batch:submitJob.sync`` passes ASL names (``JobName``) to boto3 unmapped and
+  reads the answer with the wrong casing (``KeyError: 'JobName'``/``'JobId'``); the request and response are
+  mapped through botocore's service model here, as AWS does.
+- S3 notifications: moto swallows Lambda errors and runs the function inline in the PUT; here the event goes to
+  the function asynchronously (with Lambda's two retries) and failures are logged.
+- EventBridge: moto does not invoke Lambda or Step Functions targets; here matching rules deliver to them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import botocore.session
+
+from sightline_local.lambda_runtime import LambdaRuntime
+
+log = logging.getLogger("sightline.local")
+
+_installed = False
+
+
+def install(runtime: LambdaRuntime, job_runner: "LocalJobRunner", start_execution: Callable[[str, str], None]) -> None:
+    """Patch moto (once per process) so its services use the local executors."""
+    global _installed
+    if _installed:
+        raise RuntimeError("the local stack's moto integration is already installed in this process")
+    _installed = True
+    _patch_lambda(runtime)
+    _patch_batch(job_runner)
+    _patch_stepfunctions_batch()
+    _patch_s3_notifications(runtime)
+    _patch_eventbridge_targets(runtime, start_execution)
+
+
+# ---------------------------------------------------------------- Lambda
+def _patch_lambda(runtime: LambdaRuntime) -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    def invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> str | bytes:
+        event = json.loads(body) if body else {}
+        headers = {k.lower(): v for k, v in dict(request_headers or {}).items()}
+        invocation_type = headers.get("x-amz-invocation-type", "RequestResponse")
+        if invocation_type == "DryRun":
+            return b""
+        if invocation_type == "Event":
+            runtime.invoke_async(self.function_name, event)
+            return b""
+        result = runtime.invoke(self.function_name, event)
+        if result.error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return result.body()
+
+    LambdaFunction.invoke = invoke
+
+
+# ---------------------------------------------------------------- Batch
+class LocalJobRunner:
+    """Runs Batch jobs of the template's job definitions as local processes, one at a time (one GPU)."""
+
+    def __init__(self, command: list[str], base_env: dict[str, str], log_dir: Path, workdir: Path, concurrency: int = 1) -> None:
+        self.command = command
+        self.base_env = base_env
+        self.log_dir = log_dir
+        self.workdir = workdir
+        self._slots = threading.Semaphore(concurrency)
+
+    def run(self, job: Any) -> None:
+        from moto.batch.utils import JobStatus
+
+        job._status = JobStatus.PENDING
+        job._status = JobStatus.RUNNABLE
+        with self._slots:
+            if job.stop:
+                job.job_stopped_reason = job.job_stopped_reason or "terminated before it started"
+                job._mark_stopped(success=False)
+                return
+            job._status = JobStatus.STARTING
+            environment = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
+            env = {**self.base_env, **environment, "AWS_BATCH_JOB_ATTEMPT": str(len(job.attempts) + 1)}
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.log_dir / f"{job.job_id}.log"
+            job.job_started_at = datetime.now()
+            job.log_stream_name = str(log_path)
+            job._start_attempt()
+            job._status = JobStatus.RUNNING
+            log.info("batch job %s (%s) started: %s; log %s", job.job_name, job.job_id, " ".join(self.command), log_path)
+            tail: deque[str] = deque(maxlen=20)
+            with open(log_path, "w") as log_file:
+                process = subprocess.Popen(
+                    self.command, env=env, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                reader = threading.Thread(target=self._relay, args=(process, log_file, tail, job.job_name), daemon=True)
+                reader.start()
+                deadline = _attempt_deadline(job)
+                while process.poll() is None:
+                    if job.stop or (deadline and time.time() > deadline):
+                        if not job.stop:
+                            job.job_stopped_reason = "Job attempt duration exceeded timeout"
+                        _stop_process(process)
+                        break
+                    time.sleep(0.5)
+                process.wait()
+                reader.join(timeout=5)
+            job.exit_code = process.returncode
+            succeeded = process.returncode == 0 and not job.stop
+            if not succeeded and not job.job_stopped_reason:
+                last = next((line for line in reversed(tail) if line.strip()), "")
+                job.job_stopped_reason = f"Essential container in task exited with code {process.returncode}: {last}"[:1000]
+            job._mark_stopped(success=succeeded)
+            log.log(logging.INFO if succeeded else logging.WARNING, "batch job %s %s (exit %s)",
+                    job.job_name, "succeeded" if succeeded else "failed", process.returncode)
+
+    @staticmethod
+    def _relay(process: subprocess.Popen, log_file: Any, tail: deque, name: str) -> None:
+        for raw in iter(process.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            log_file.write(line + "\n")
+            log_file.flush()
+            tail.append(line)
+            log.info("[batch %s] %s", name, line)
+
+
+def _attempt_deadline(job: Any) -> float | None:
+    seconds = job._get_attempt_duration()
+    return time.time() + int(seconds) if seconds else None
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    # Batch sends SIGTERM, then SIGKILL 30 s later; the trainer checkpoints on SIGTERM.
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _patch_batch(job_runner: LocalJobRunner) -> None:
+    from moto.batch.models import Job
+    from moto.moto_api import state_manager
+
+    # Job status is driven by the runner, never advanced by moto's state manager.
+    state_manager.set_transition("batch::job", {"progression": "manual", "times": 10**9})
+
+    def run(self: Any) -> None:
+        try:
+            job_runner.run(self)
+        except Exception as error:  # noqa: BLE001 - a broken runner fails the job, not the server
+            log.exception("batch job %s could not run", self.job_id)
+            self.job_stopped_reason = f"local job runner failed: {error}"
+            self._mark_stopped(success=False)
+
+    Job.run = run
+
+
+# ---------------------------------------------------------------- Step Functions
+def _patch_stepfunctions_batch() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+
+    service_model = botocore.session.get_session().get_service_model("batch")
+
+    def operation(self: Any, service_action_name: str | None) -> Any:
+        action = service_action_name or self._get_boto_service_action()
+        return service_model.operation_model("".join(part.capitalize() for part in action.split("_")))
+
+    def normalise_parameters(self: Any, parameters: dict, boto_service_name: str | None = None, service_action_name: str | None = None) -> None:
+        self._to_boto_request(parameters, operation(self, service_action_name).input_shape)
+
+    def normalise_response(self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None) -> None:
+        self._from_boto_response(response, operation(self, service_action_name).output_shape)
+
+    StateTaskServiceBatch._normalise_parameters = normalise_parameters
+    StateTaskServiceBatch._normalise_response = normalise_response
+
+
+# ---------------------------------------------------------------- S3 notifications
+def _patch_s3_notifications(runtime: LambdaRuntime) -> None:
+    from moto.s3 import models as s3_models
+    from moto.s3 import notifications
+
+    def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        configuration = bucket.notification_configuration
+        if configuration is None:
+            return
+        for notification in configuration.cloud_function:
+            if notification.matches(event_name, key.name):
+                event = notifications._get_s3_event(event_name, bucket, key, notification.id)
+                runtime.invoke_async(notification.arn, event)
+        # Queues, topics and EventBridge keep moto's own delivery.
+        rest = _without_lambda(configuration)
+        original_send_event(account_id, event_name, bucket, key, configuration=rest)
+
+    original = notifications.send_event
+
+    def original_send_event(account_id: str, event_name: Any, bucket: Any, key: Any, configuration: Any) -> None:
+        saved = bucket.notification_configuration
+        bucket.notification_configuration = configuration
+        try:
+            original(account_id, event_name, bucket, key)
+        finally:
+            bucket.notification_configuration = saved
+
+    notifications.send_event = send_event
+    s3_models.notifications.send_event = send_event
+
+
+def _without_lambda(configuration: Any) -> Any:
+    import copy
+
+    rest = copy.copy(configuration)
+    rest.cloud_function = []
+    return rest
+
+
+# ---------------------------------------------------------------- EventBridge
+def _patch_eventbridge_targets(runtime: LambdaRuntime, start_execution: Callable[[str, str], None]) -> None:
+    from moto.events.models import Rule
+    from moto.utilities.arns import parse_arn
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        original(self, original_event, transform_input)
+        if not self.event_pattern.matches_event(original_event):
+            return
+        for target in self.targets:
+            arn = parse_arn(target["Arn"])
+            payload = json.loads(target["Input"]) if target.get("Input") else original_event
+            if arn.service == "lambda":
+                runtime.invoke_async(target["Arn"], payload)
+            elif arn.service == "states":
+                try:
+                    start_execution(target["Arn"], json.dumps(payload, default=str))
+                except Exception:  # noqa: BLE001 - EventBridge retries; locally we log
+                    log.exception("could not start %s for an EventBridge rule", target["Arn"])
+
+    Rule.send_to_targets = send_to_targets

@@ -1,0 +1,196 @@
+"""The embedded local stack: moto as the AWS endpoint, the real template deployed into it, the real handlers
+in warm worker processes, training jobs as local processes, and an API Gateway front."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shlex
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from sightline_local import moto_integration
+from sightline_local.apigateway import ApiFront
+from sightline_local.deploy import DeployedStack, Deployer
+from sightline_local.lambda_runtime import LambdaRuntime
+from sightline_local.template import load_template
+
+log = logging.getLogger("sightline.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sightline-local", "AWS_SECRET_ACCESS_KEY": "sightline-local"}
+
+
+@dataclass
+class StackConfig:
+    root: Path = REPO_ROOT
+    host: str = "127.0.0.1"
+    aws_port: int = 4566
+    api_port: int = 3000
+    stack_name: str = "sightline"
+    region: str = "us-east-1"
+    api_key: str | None = None
+    state_dir: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.aws_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+
+def training_command(dockerfile: Path) -> list[str]:
+    """The container's ENTRYPOINT (and CMD), run with this interpreter instead of the image's."""
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    for line in dockerfile.read_text().splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word.upper() in ("ENTRYPOINT", "CMD"):
+            parsed = json.loads(rest) if rest.strip().startswith("[") else shlex.split(rest)
+            if word.upper() == "ENTRYPOINT":
+                entrypoint = parsed
+            else:
+                cmd = parsed
+    command = entrypoint + cmd
+    if not command:
+        raise ValueError(f"{dockerfile} has no ENTRYPOINT or CMD")
+    if Path(command[0]).name.startswith("python"):
+        command[0] = sys.executable
+    return command
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir or (config.root / ".sightline")
+        self.api_key = config.api_key or os.environ.get("SIGHTLINE_API_KEY") or secrets.token_urlsafe(24)
+        self.deployed: DeployedStack | None = None
+        self._moto: Any = None
+        self._api_server: Any = None
+        self._runtime: LambdaRuntime | None = None
+        self._valid_keys_cache: tuple[float, set[str]] = (0.0, set())
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> "LocalStack":
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        config = self.config
+        # Step Functions' service integrations call back into moto on MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(config.aws_port)
+        os.environ.setdefault("AWS_DEFAULT_REGION", config.region)
+        default_user_config["stepfunctions"]["execute_state_machine"] = True
+        default_user_config["batch"]["use_docker"] = False
+        default_user_config["lambda"]["use_docker"] = False
+
+        base_env = self._process_environment()
+        self._runtime = LambdaRuntime(base_env)
+        job_runner = moto_integration.LocalJobRunner(
+            command=training_command(config.root / "training" / "Dockerfile"),
+            base_env={**os.environ, **base_env, "SIGHTLINE_CACHE_DIR": str(self.state_dir / "cache")},
+            log_dir=self.state_dir / "logs" / "batch",
+            workdir=config.root,
+        )
+        moto_integration.install(self._runtime, job_runner, self._start_execution)
+
+        self._moto = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
+        self._moto.start()
+        self._wait_for_moto()
+
+        parameters = self._network_parameters()
+        template = load_template(config.root / "template.yaml", parameters, deployment_bucket=f"{config.stack_name}-local-deployments")
+        deployer = Deployer(config.endpoint, config.region, config.stack_name, f"{config.stack_name}-local-deployments")
+        self.deployed = deployer.deploy(template, parameters, self.api_key)
+        for spec in self.deployed.functions.values():
+            self._runtime.register(spec)
+
+        stage = str(parameters.get("Stage") or template.parameters.get("Stage", {}).get("Default", "prod"))
+        body = next(iter(self.deployed.rest_apis.values()))
+        front = ApiFront(body, self._runtime, self._valid_api_keys, stage)
+        self._api_server = front.serve(config.host, config.api_port)
+        threading.Thread(target=self._api_server.serve_forever, name="api-front", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._api_server is not None:
+            self._api_server.shutdown()
+            self._api_server.server_close()
+        if self._runtime is not None:
+            self._runtime.shutdown()
+        if self._moto is not None:
+            self._moto.stop()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ helpers
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.config.endpoint,
+            region_name=self.config.region,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def output(self, name: str) -> str:
+        assert self.deployed is not None
+        return self.deployed.outputs[name]
+
+    def warm(self) -> None:
+        """Start every function's first worker (imports are the slow part of a cold start)."""
+        assert self._runtime is not None
+        self._runtime.warm()
+
+    def _process_environment(self) -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        env.update(LOCAL_CREDENTIALS)
+        env.update(
+            AWS_ENDPOINT_URL=self.config.endpoint,
+            AWS_DEFAULT_REGION=self.config.region,
+            AWS_REGION=self.config.region,
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        return env
+
+    def _wait_for_moto(self) -> None:
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{self.config.endpoint}/moto-api/", timeout=1)
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.1)
+        raise RuntimeError(f"moto did not start on {self.config.endpoint}")
+
+    def _network_parameters(self) -> dict[str, Any]:
+        """The VPC and subnet the template's Batch compute environments ask for."""
+        ec2 = self.client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+        return {"VpcId": vpc, "SubnetIds": subnet}
+
+    def _valid_api_keys(self) -> set[str]:
+        fetched_at, keys = self._valid_keys_cache
+        if time.time() - fetched_at > 5:
+            items = self.client("apigateway").get_api_keys(includeValues=True)["items"]
+            keys = {item["value"] for item in items if item.get("enabled")}
+            self._valid_keys_cache = (time.time(), keys)
+        return keys
+
+    def _start_execution(self, state_machine_arn: str, payload: str) -> None:
+        self.client("stepfunctions").start_execution(stateMachineArn=state_machine_arn, input=payload)
