@@ -136,8 +136,9 @@ def dependencies(value: Any) -> set[str]:
 
 
 class Deployer:
-    def __init__(self, endpoint: str, region: str, stack: str, deployment_bucket: str) -> None:
+    def __init__(self, endpoint: str, region: str, stack: str, deployment_bucket: str, credentials: dict[str, str]) -> None:
         self.endpoint = endpoint
+        self.credentials = credentials
         self.region = region
         self.stack = stack
         self.deployment_bucket = deployment_bucket
@@ -146,6 +147,7 @@ class Deployer:
         self.layer_dirs: dict[str, Path] = {}
         self.api_key_value: str | None = None
         self.rest_apis: dict[str, dict] = {}
+        self._batch_service_role: str | None = None
         self.creators: dict[str, Callable[[str, dict], Physical]] = {
             "AWS::S3::Bucket": self._bucket,
             "AWS::DynamoDB::Table": self._table,
@@ -172,7 +174,13 @@ class Deployer:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = boto3.client(service, endpoint_url=self.endpoint, region_name=self.region)
+            self._clients[service] = boto3.client(
+                service,
+                endpoint_url=self.endpoint,
+                region_name=self.region,
+                aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
+            )
         return self._clients[service]
 
     # ------------------------------------------------------------ orchestration
@@ -289,7 +297,9 @@ class Deployer:
         iam = self.client("iam")
         role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]))["Role"]
         for policy in p.get("Policies", []):
-            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"]))
+            # SAM's policy templates omit Version; IAM accepts that, moto insists on one.
+            document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
         for arn in p.get("ManagedPolicyArns", []):
             try:
                 iam.attach_role_policy(RoleName=name, PolicyArn=arn)
@@ -374,10 +384,19 @@ class Deployer:
         name = p.get("ComputeEnvironmentName") or self._name(logical_id)
         resources = {_lower_first(k): v for k, v in p["ComputeResources"].items()}
         resources["ec2Configuration"] = [{_lower_first(k): v for k, v in c.items()} for c in resources.get("ec2Configuration", [])]
+        service_role = p.get("ServiceRole") or self._batch_service_linked_role()
         response = self.client("batch").create_compute_environment(
-            computeEnvironmentName=name, type=p["Type"], state=p.get("State", "ENABLED"), computeResources=resources
+            computeEnvironmentName=name, type=p["Type"], state=p.get("State", "ENABLED"), computeResources=resources,
+            serviceRole=service_role,
         )
         return Physical(response["computeEnvironmentArn"], {"ComputeEnvironmentArn": response["computeEnvironmentArn"]})
+
+    def _batch_service_linked_role(self) -> str:
+        # Without ServiceRole, Batch uses its service-linked role; moto wants it spelled out.
+        if not self._batch_service_role:
+            role = self.client("iam").create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]
+            self._batch_service_role = role["Arn"]
+        return self._batch_service_role
 
     def _job_queue(self, logical_id: str, p: dict) -> Physical:
         name = p.get("JobQueueName") or self._name(logical_id)

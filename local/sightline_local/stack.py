@@ -89,8 +89,8 @@ class LocalStack:
         os.environ["MOTO_PORT"] = str(config.aws_port)
         os.environ.setdefault("AWS_DEFAULT_REGION", config.region)
         default_user_config["stepfunctions"]["execute_state_machine"] = True
-        default_user_config["batch"]["use_docker"] = False
-        default_user_config["lambda"]["use_docker"] = False
+        # Lambda and Batch keep moto's full backends (not the "simple" ones that echo and skip work);
+        # moto_integration replaces only the Docker-based execution inside them.
 
         base_env = self._process_environment()
         self._runtime = LambdaRuntime(base_env)
@@ -108,7 +108,7 @@ class LocalStack:
 
         parameters = self._network_parameters()
         template = load_template(config.root / "template.yaml", parameters, deployment_bucket=f"{config.stack_name}-local-deployments")
-        deployer = Deployer(config.endpoint, config.region, config.stack_name, f"{config.stack_name}-local-deployments")
+        deployer = Deployer(config.endpoint, config.region, config.stack_name, f"{config.stack_name}-local-deployments", LOCAL_CREDENTIALS)
         self.deployed = deployer.deploy(template, parameters, self.api_key)
         for spec in self.deployed.functions.values():
             self._runtime.register(spec)

@@ -44,7 +44,9 @@ def zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def load_template(path: Path, parameters: dict[str, str], deployment_bucket: str) -> PackagedTemplate:
+def load_template(path: Path, parameters: dict[str, str], deployment_bucket: str, region: str = "us-east-1") -> PackagedTemplate:
+    # The translator reads the region from the default boto3 session.
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
     root = path.parent
     template = yaml_parse(path.read_text())
     packaged = PackagedTemplate(resources={}, outputs={}, parameters=template.get("Parameters", {}))
