@@ -1,0 +1,173 @@
+"""End to end through the local stack: S3 upload -> register function -> API -> Step Functions -> Batch
+(the training entrypoint as a process) -> record step -> predict function. Nothing here is mocked."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import socket
+import zipfile
+
+import pytest
+from PIL import Image
+
+from sightline_local import synthetic
+from sightline_local.client import SightlineClient
+from sightline_local.stack import LocalStack, StackConfig
+
+pytestmark = pytest.mark.e2e
+
+TRAINING_TIMEOUT = 900
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    config = StackConfig(
+        aws_port=free_port(), api_port=free_port(), api_key="e2e-test-key", state_dir=tmp_path_factory.mktemp("state")
+    )
+    local = LocalStack(config).start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    return SightlineClient(stack.config.api_url, stack.api_key, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def datasets(stack, api):
+    """A class-folder zip with a corrupt member, and a COCO file uploaded before the images beside it."""
+    s3 = stack.client("s3")
+    bucket = stack.output("DataBucketName")
+    shapes_zip = synthetic.classification_zip(per_class=8, size=64, extra={"circle/corrupt.png": b"\x89PNG\r\n\x1a\nnot really"})
+    s3.put_object(Bucket=bucket, Key="datasets/shapes/shapes.zip", Body=shapes_zip)
+    document, files = synthetic.coco_dataset(images=16, size=96, seed=3)
+    s3.put_object(Bucket=bucket, Key="datasets/boxes/annotations.json", Body=json.dumps(document).encode())
+    for name, data in files.items():
+        s3.put_object(Bucket=bucket, Key=f"datasets/boxes/{name}", Body=data)
+    shapes = api.wait_for("/v1/datasets/shapes", lambda d: d["status"] == "ready" and d["images"] == 16, timeout=120)
+    boxes = api.wait_for(
+        "/v1/datasets/boxes", lambda d: d["status"] == "ready" and d["images"] == 16 and not d["issues"], timeout=180
+    )
+    return {"shapes": shapes, "boxes": boxes, "boxes_document": document}
+
+
+def test_health_needs_no_key_but_everything_else_does(api):
+    assert api.get("/v1/health", api_key=None).status == 200
+    denied = api.get("/v1/templates", api_key=None)
+    assert denied.status == 403
+    assert denied.json()["error"]["code"] == "forbidden"
+    assert api.get("/v1/templates", api_key="wrong").status == 403
+    templates = {t["id"]: t for t in api.get("/v1/templates").json()["templates"]}
+    assert templates["mobilenet_v3_small"]["task"] == "classification"
+    assert templates["ssdlite320_mobilenet_v3_large"]["task"] == "detection"
+
+
+def test_class_folders_register_and_the_corrupt_image_is_an_issue(datasets):
+    shapes = datasets["shapes"]
+    assert shapes["classes"] == {"circle": 8, "square": 8}
+    assert any("corrupt.png" in issue["key"] for issue in shapes["issues"]), shapes["issues"]
+
+
+def test_coco_registers_once_its_images_arrive(datasets):
+    boxes = datasets["boxes"]
+    expected = len(datasets["boxes_document"]["annotations"])
+    assert boxes["annotations"] == expected
+    assert sum(boxes["classes"].values()) == expected
+
+
+def test_unknown_model_is_404(api):
+    response = api.post("/v1/models/mdl-doesnotexist/predict", synthetic.encode(Image.new("RGB", (8, 8))), content_type="image/png")
+    assert response.status == 404
+    assert response.json()["error"]["code"]
+
+
+def test_bad_model_requests_are_400(api, datasets):
+    bad_task = api.post("/v1/models", {"name": "x", "task": "segmentation", "datasets": ["shapes"]})
+    assert bad_task.status == 400 and "task" in bad_task.json()["error"]["message"]
+    unknown_dataset = api.post("/v1/models", {"name": "x", "task": "classification", "datasets": ["nope"]})
+    assert unknown_dataset.status in (400, 404) and "nope" in unknown_dataset.json()["error"]["message"]
+    bad_params = api.post("/v1/models", {"name": "x", "task": "classification", "datasets": ["shapes"], "params": {"epochs": 0}})
+    assert bad_params.status == 400 and "epochs" in bad_params.json()["error"]["message"]
+
+
+def _train(api, body: dict) -> str:
+    created = api.post("/v1/models", body)
+    assert created.status == 202, created.body
+    answer = created.json()
+    assert answer["version"] == 1 and answer["status"] == "training"
+    return answer["model_id"]
+
+
+def _wait_ready(api, model_id: str) -> dict:
+    model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"), timeout=TRAINING_TIMEOUT, interval=2)
+    assert model["status"] == "ready", model.get("failure_reason")
+    return model
+
+
+def test_classifier_trains_and_predicts(api, datasets):
+    model_id = _train(api, {
+        "name": "shapes classifier", "task": "classification", "datasets": ["shapes"],
+        "params": {"epochs": 2, "image_size": 64, "batch_size": 8},
+    })
+    early = api.post(f"/v1/models/{model_id}/predict", synthetic.encode(Image.new("RGB", (32, 32))), content_type="image/png")
+    assert early.status == 409, early.body
+    model = _wait_ready(api, model_id)
+    assert model["serving_version"] == 1 and sorted(model["classes"]) == ["circle", "square"]
+    version = api.get(f"/v1/models/{model_id}/versions/1").json()
+    assert 0.0 <= version["metrics"]["accuracy"] <= 1.0
+    assert version["metrics"]["onnx_check"]["passed"] is True
+
+    image, _ = synthetic.shapes_image(random.Random(11), 80, 60, labels=("square",))
+    raw = api.post(f"/v1/models/{model_id}/predict", synthetic.encode(image, "JPEG"), content_type="image/jpeg")
+    assert raw.status == 200, raw.body
+    answer = raw.json()
+    assert answer["model_id"] == model_id and answer["version"] == 1 and answer["task"] == "classification"
+    assert answer["image"] == {"width": 80, "height": 60}
+    assert {p["label"] for p in answer["predictions"]} <= {"circle", "square"}
+    assert all("box" not in p for p in answer["predictions"])
+    scores = [p["score"] for p in answer["predictions"]]
+    assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1.0) < 1e-3
+
+    as_json = api.post(f"/v1/models/{model_id}/predict", {"image": base64.b64encode(synthetic.encode(image)).decode(), "max_results": 1})
+    assert as_json.status == 200 and len(as_json.json()["predictions"]) == 1
+
+    not_an_image = api.post(f"/v1/models/{model_id}/predict", b"this is not an image", content_type="image/png")
+    assert not_an_image.status == 400
+    assert "image" in not_an_image.json()["error"]["message"]
+    wrong_type = api.post(f"/v1/models/{model_id}/predict", b"hello", content_type="text/plain")
+    assert wrong_type.status == 415
+
+
+def test_detector_trains_and_returns_boxes_inside_the_image(api, datasets):
+    model_id = _train(api, {
+        "name": "boxes detector", "task": "detection", "datasets": ["boxes"],
+        "params": {"epochs": 1, "batch_size": 4},
+    })
+    model = _wait_ready(api, model_id)
+    version = api.get(f"/v1/models/{model_id}/versions/{model['serving_version']}").json()
+    assert {"map_50", "map_50_95"} <= set(version["metrics"])
+    assert version["artifacts"]["model"].endswith("model.onnx")
+
+    image, _ = synthetic.shapes_image(random.Random(5), 150, 100, count=2)
+    response = api.post(f"/v1/models/{model_id}/predict?threshold=0&max_results=10", synthetic.encode(image, "PNG"), content_type="image/png")
+    assert response.status == 200, response.body
+    answer = response.json()
+    assert answer["task"] == "detection" and answer["image"] == {"width": 150, "height": 100}
+    assert len(answer["predictions"]) <= 10
+    for prediction in answer["predictions"]:
+        assert prediction["label"] in ("circle", "square")
+        assert 0.0 <= prediction["score"] <= 1.0
+        box = prediction["box"]
+        assert 0 <= box["x_min"] <= box["x_max"] <= 150
+        assert 0 <= box["y_min"] <= box["y_max"] <= 100

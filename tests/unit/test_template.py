@@ -1,0 +1,83 @@
+"""The SAM template: it lints, its wiring points at code that exists, and it matches the API description."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TEMPLATE = yaml_parse((ROOT / "template.yaml").read_text())
+RESOURCES = TEMPLATE["Resources"]
+
+
+def _functions() -> dict[str, dict]:
+    return {name: r["Properties"] for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def test_cfn_lint_passes():
+    result = subprocess.run([str(BIN / "cfn-lint"), str(ROOT / "template.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes():
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([str(BIN / "sam"), "validate", "--lint"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(_functions()))
+def test_every_handler_exists(name):
+    properties = _functions()[name]
+    code_dir = ROOT / properties["CodeUri"]
+    module_name, _, function_name = properties["Handler"].rpartition(".")
+    spec = importlib.util.spec_from_file_location(f"handler_{name}", code_dir / f"{module_name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(getattr(module, function_name))
+    assert (code_dir / "requirements.txt").exists()
+
+
+def test_state_machine_substitutions_are_complete():
+    machine = RESOURCES["TrainingStateMachine"]["Properties"]
+    definition = (ROOT / machine["DefinitionUri"]).read_text()
+    json.loads(definition)
+    used = set(re.findall(r"\$\{(\w+)\}", definition))
+    assert used == set(machine["DefinitionSubstitutions"])
+
+
+def test_api_routes_match_the_openapi_description():
+    routed = set()
+    for properties in _functions().values():
+        for event in properties.get("Events", {}).values():
+            if event["Type"] == "Api":
+                routed.add((event["Properties"]["Method"].lower(), event["Properties"]["Path"]))
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    described = {(method.lower(), path) for path, ops in spec["paths"].items() for method in ops if method.lower() in ("get", "post", "put", "delete", "patch")}
+    assert routed == described
+
+
+def test_only_health_is_open():
+    open_routes = [
+        event["Properties"]["Path"]
+        for properties in _functions().values()
+        for event in properties.get("Events", {}).values()
+        if event["Type"] == "Api" and event["Properties"].get("Auth", {}).get("ApiKeyRequired") is False
+    ]
+    assert open_routes == ["/v1/health"]
+    assert RESOURCES["SightlineApi"]["Properties"]["Auth"]["ApiKeyRequired"] is True
+
+
+def test_predict_function_ships_onnxruntime_and_no_torch():
+    requirements = (ROOT / "functions" / "predict" / "requirements.txt").read_text().lower()
+    assert "onnxruntime" in requirements and "torch" not in requirements
+    layer = (ROOT / "layers" / "sightline" / "requirements.txt").read_text().lower()
+    assert "torch" not in layer
