@@ -73,6 +73,9 @@ class LocalStack:
         self.config = config
         self.state_dir = config.state_dir or (config.root / ".sightline")
         self.api_key = config.api_key or os.environ.get("SIGHTLINE_API_KEY") or secrets.token_urlsafe(24)
+        if len(self.api_key) < 20 or len(self.api_key) > 128:
+            # API Gateway's own rule for API key values; moto enforces it too.
+            raise ValueError("SIGHTLINE_API_KEY must be 20 to 128 characters long")
         self.deployed: DeployedStack | None = None
         self._moto: Any = None
         self._api_server: Any = None

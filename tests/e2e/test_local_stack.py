@@ -30,7 +30,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     config = StackConfig(
-        aws_port=free_port(), api_port=free_port(), api_key="e2e-test-key", state_dir=tmp_path_factory.mktemp("state")
+        aws_port=free_port(), api_port=free_port(), api_key="e2e-test-key-0123456789", state_dir=tmp_path_factory.mktemp("state")
     )
     local = LocalStack(config).start()
     try:

@@ -64,9 +64,9 @@ def decode_image(data: bytes, *, max_bytes: int | None = None, max_pixels: int |
         raise _not_an_image(f"it has no pixels ({width}x{height})")
     try:
         image.load()
+        return to_rgb(upright(image))
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise _not_an_image(error) from None
-    return to_rgb(upright(image))
 
 
 def upright(image: Image.Image) -> Image.Image:

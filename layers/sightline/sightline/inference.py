@@ -202,17 +202,20 @@ class PredictorCache:
     def _directory(self, key: tuple[str, int]) -> Path:
         model_id, version = key
         # The id reached us from a URL; keep it to harmless characters before it names a folder.
-        return self.root / re.sub(r"[^A-Za-z0-9_.-]", "_", model_id) / f"v{version}"
+        return self.root / re.sub(r"[^A-Za-z0-9_-]", "_", model_id) / f"v{version}"
 
     def _load(self, key: tuple[str, int], version: dict) -> Predictor:
         artifacts = version.get("artifacts") or {}
         if not artifacts.get("model") or not artifacts.get("labels"):
             raise ModelArtifactError(f"version {key[1]} of model {key[0]!r} records no model/labels artifacts")
         directory = self._directory(key)
-        model_path = _fetch(artifacts["model"], directory / "model.onnx")
-        labels_path = _fetch(artifacts["labels"], directory / "labels.json")
-        labels = json.loads(labels_path.read_text())
-        return Predictor(model_path, labels)
+        try:
+            model_path = _fetch(artifacts["model"], directory / "model.onnx")
+            labels = json.loads(_fetch(artifacts["labels"], directory / "labels.json").read_text())
+            return Predictor(model_path, labels)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)  # nothing uncached stays in /tmp
+            raise
 
 
 def _fetch(artifact_key: str, path: Path) -> Path:

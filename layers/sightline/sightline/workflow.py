@@ -91,8 +91,9 @@ def start_training(model_id: str, version: int) -> str:
         )
         execution_arn = response["executionArn"]
     except ClientError as error:
-        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
-            _fail_start(model_id, version, f"{error.response['Error']['Code']}: {error.response['Error'].get('Message', '')}")
+        code = error.response["Error"]["Code"]
+        if code != "ExecutionAlreadyExists":
+            _fail_start(model_id, version, f"{code}: {error.response['Error'].get('Message', '')}")
         # Already started under this name (a retried request): the same run, so the same ARN.
         execution_arn = _execution_arn(settings.training_state_machine_arn, name)
     except BotoCoreError as error:
@@ -107,7 +108,9 @@ def _execution_arn(state_machine_arn: str, name: str) -> str:
 
 
 def _fail_start(model_id: str, version: int, detail: str) -> NoReturn:
-    logger.error("could not start the training workflow", extra={"model_id": model_id, "version": version, "detail": detail})
+    logger.error(
+        "could not start the training workflow", extra={"model_id": model_id, "version": version, "detail": detail}
+    )
     reason = one_line(f"could not start the training workflow: {detail}")
     _mark_failed(model_id, version, reason)
     raise TrainingUnavailable(f"training could not be started; model {model_id} is marked failed ({reason})")

@@ -3,15 +3,29 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib.util
 import json
 from dataclasses import dataclass, field
-from types import SimpleNamespace
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 
-from conftest import TEST_ENV, load_event
+
+def _root_conftest() -> ModuleType:
+    """tests/conftest.py, loaded by path: any folder's conftest.py may hold the bare module name ``conftest``."""
+    path = Path(__file__).resolve().parents[2] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("sightline_tests_root_conftest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ROOT_CONFTEST = _root_conftest()
+TEST_ENV: dict[str, str] = _ROOT_CONFTEST.TEST_ENV
+load_event = _ROOT_CONFTEST.load_event
 
 STATE_MACHINE_NAME = TEST_ENV["TRAINING_STATE_MACHINE_ARN"].rsplit(":", 1)[1]
 
@@ -113,7 +127,9 @@ def parsed(response: dict) -> SimpleNamespace:
     headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
     for name, values in (response.get("multiValueHeaders") or {}).items():
         headers.setdefault(name.lower(), ", ".join(values))
-    return SimpleNamespace(status=response["statusCode"], headers=headers, json=json.loads(response["body"]), raw=response)
+    return SimpleNamespace(
+        status=response["statusCode"], headers=headers, json=json.loads(response["body"]), raw=response
+    )
 
 
 def model_items(table) -> list[dict]:

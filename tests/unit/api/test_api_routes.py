@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from api_support import LambdaContext, api_env, dataset, parsed, request  # noqa: F401 - api_env is a fixture
-from conftest import load_event
+from api_support import (  # noqa: F401 - api_env is a fixture
+    LambdaContext, api_env, dataset, load_event, parsed, request,
+)
 from sightline import model_registry, templates
 
 REPO = Path(__file__).resolve().parents[3]
@@ -126,7 +127,7 @@ def test_version_of_an_unknown_model_is_404(api_env):
 
 
 @pytest.mark.parametrize("version", ["0", "abc", "1.5", "-1", "+1", "1e3", "00000000001"])
-def test_version_must_be_a_positive_integer(api_env, version):
+def test_version_must_be_a_positive_integer(version):
     answer = request("apigw_get_model_version.json", path=f"/v1/models/mdl-000000000000/versions/{version}")
     assert answer.status == 400
     assert answer.json == {
@@ -157,7 +158,7 @@ def test_wrong_method_is_a_json_405(method, path, allowed):
     assert answer.headers["allow"] == allowed
 
 
-def test_unexpected_errors_are_a_generic_500_and_logged(api_env, monkeypatch, capsys):
+def test_unexpected_errors_are_a_generic_500_and_logged(api_env, monkeypatch, caplog):
     def broken() -> list[dict]:
         raise RuntimeError("secret internals")
 
@@ -166,7 +167,7 @@ def test_unexpected_errors_are_a_generic_500_and_logged(api_env, monkeypatch, ca
     assert answer.status == 500
     assert answer.json["error"]["code"] == "internal_error"
     assert "secret" not in answer.json["error"]["message"]
-    assert "secret internals" in capsys.readouterr().out  # the log has what the caller does not
+    assert "secret internals" in caplog.text  # the log has what the caller does not
 
 
 def load_handler_module():

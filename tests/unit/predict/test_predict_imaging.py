@@ -24,6 +24,12 @@ def with_orientation(image: Image.Image, orientation: int) -> bytes:
     return encode(image, "JPEG", exif=exif, quality=95)
 
 
+def transparent_palette() -> Image.Image:
+    image = solid(RED, (8, 8)).convert("P", palette=Image.Palette.ADAPTIVE)
+    image.info["transparency"] = image.getpixel((0, 0))  # every pixel transparent: a tRNS chunk
+    return image
+
+
 def dominant(pixel: tuple[int, int, int]) -> str:
     return "red" if pixel[0] > pixel[2] else "blue"
 
@@ -59,10 +65,11 @@ def test_exif_orientation_turns_the_image_upright():
         (Image.new("RGBA", (8, 8), (230, 20, 20, 128)), "PNG", (230, 20, 20)),
         (solid(RED, (8, 8)).convert("P", palette=Image.Palette.ADAPTIVE), "PNG", RED),
         (solid(RED, (8, 8)).convert("P", palette=Image.Palette.ADAPTIVE), "GIF", RED),
+        (transparent_palette(), "PNG", RED),
         (Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG", (255, 0, 0)),
         (Image.new("I;16", (8, 8), 40000), "PNG", (156, 156, 156)),  # 16-bit grey keeps its brightness
     ],
-    ids=["grey", "grey-alpha", "rgba", "palette-png", "palette-gif", "cmyk-jpeg", "grey-16-bit"],
+    ids=["grey", "grey-alpha", "rgba", "palette-png", "palette-gif", "palette-transparent", "cmyk-jpeg", "grey-16-bit"],
 )
 def test_every_common_mode_becomes_rgb(source: Image.Image, fmt: str, expected: tuple[int, int, int]):
     image = decode_image(encode(source, fmt))
@@ -77,6 +84,14 @@ def test_anything_but_an_image_is_a_bad_request(body: bytes):
         decode_image(body)
     assert raised.value.status == 400
     assert raised.value.message.startswith("body is not a readable JPEG or PNG image: ")
+
+
+def test_formats_outside_the_allowed_few_are_refused():
+    # Pillow reads PPM and many more; an endpoint open to anyone only decodes the common web formats.
+    with pytest.raises(BadRequest):
+        decode_image(encode(solid(RED), "PPM"))
+    for fmt in ("WEBP", "BMP", "TIFF"):
+        assert decode_image(encode(solid(RED), fmt)).size == (30, 20)
 
 
 def test_a_truncated_image_is_a_bad_request():

@@ -3,6 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from predict_support import (  # noqa: F401 - fixtures
+    classifier_onnx, detector_onnx, fresh_predictor_cache,
+)
 from predict_support import (
     CLASSIFIER_CLASSES,
     CLASSIFIER_INPUT,

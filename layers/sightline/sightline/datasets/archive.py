@@ -6,6 +6,7 @@ count, total expanded size, overlapping entries) reject the archive; per-member 
 """
 from __future__ import annotations
 
+import lzma
 import re
 import stat
 import zipfile
@@ -146,8 +147,9 @@ def read_member(archive: zipfile.ZipFile, member: ArchiveMember, *, max_bytes: i
         raise
     except (ClientError, BotoCoreError):
         raise  # the S3 read failed (throttling, object replaced): retry or give up, never blame the member
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as error:
-        raise MemberRejected(f"member cannot be decompressed: {error}") from None
-    except Exception as error:  # noqa: BLE001 - lzma/bz2 raise their own error types on corrupt streams
+    except (
+        zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError, RuntimeError, ValueError
+    ) as error:
+        # Bad CRC, truncated stream, corrupt deflate/bzip2/lzma data: the member is broken, the rest may be fine.
         raise MemberRejected(f"member cannot be decompressed: {error}") from None
     return b"".join(chunks)

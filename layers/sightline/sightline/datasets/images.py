@@ -18,8 +18,9 @@ _CONTENT_TYPES = {
     "webp": "image/webp",
     "tiff": "image/tiff",
 }
-# Only these decoders ever see uploaded bytes (no EPS, PSD, ... plugins).
-_ALLOWED_FORMATS = tuple(_EXTENSIONS)
+# Only these decoders ever see uploaded bytes (no EPS, PSD, ... plugins). Multi-picture JPEGs from cameras open
+# through the JPEG decoder and report "MPO".
+_ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 # EXIF orientations that rotate by 90 degrees: the displayed image is height x width.
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 

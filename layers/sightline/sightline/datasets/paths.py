@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 DATASETS_PREFIX = "datasets/"
+# DynamoDB sort keys hold 1024 bytes and the source item's is "SOURCE#<key>".
+MAX_KEY_BYTES = 1000
 _DATASET_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -54,6 +56,8 @@ def dataset_name_problem(name: str) -> str | None:
 
 def parse_object_key(key: str) -> DatasetObject:
     """The dataset an uploaded object belongs to; raises ``InvalidKey`` for keys outside a dataset folder."""
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidKey(f"object key is longer than {MAX_KEY_BYTES} bytes")
     if not key.startswith(DATASETS_PREFIX):
         raise InvalidKey(f"object is outside {DATASETS_PREFIX}: upload to datasets/<name>/<file>")
     name, separator, relative_path = key[len(DATASETS_PREFIX):].partition("/")

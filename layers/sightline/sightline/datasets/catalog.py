@@ -1,0 +1,330 @@
+"""A dataset's contents, joined from its source records: which images are classification examples, which are
+detection images with boxes, and the problems found while joining.
+
+Registration stores each uploaded object on its own; only here do annotation files meet the images they name, so
+the result does not depend on the order the objects arrived in.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from sightline import aws, keys
+from sightline.config import get_settings
+from sightline.datasets.classfolders import class_label
+from sightline.datasets.coco import Box, BoxRejected, CocoDocument, CocoImage, fit_box
+from sightline.datasets.issues import IssueLog
+from sightline.datasets.paths import DATASETS_PREFIX, resolve_relative
+from sightline.datasets.sources import (
+    KIND_ARCHIVE,
+    KIND_COCO,
+    KIND_IMAGE,
+    STATUS_REGISTERED,
+    SourceAnnotationFile,
+    SourceImage,
+    member_issue_key,
+)
+from sightline.templates import CLASSIFICATION, DETECTION
+
+DATASET_ISSUE_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    sha256: str
+    key: str  # content-addressed copy in the artifact bucket
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class FoundImage:
+    path: str  # where it was uploaded: the S3 key, or "<zip key>!<member>"
+    lookup_path: str  # the S3 key it would have if unzipped beside its archive: what loose annotation files name
+    archive: str | None
+    member: str | None
+    label: str | None  # from the class-folder layout
+    image: StoredImage
+
+    @property
+    def folder(self) -> tuple[str | None, str]:
+        return self.archive, posixpath.dirname(self.member if self.member is not None else self.path)
+
+
+@dataclass(frozen=True)
+class FoundAnnotationFile:
+    path: str  # the S3 key, or "<zip key>!<member>"
+    archive: str | None
+    folder: str  # file names in it are relative to this (inside the archive, or an S3 "folder")
+    document: CocoDocument
+
+
+@dataclass
+class DatasetSources:
+    images: list[FoundImage] = field(default_factory=list)
+    annotation_files: list[FoundAnnotationFile] = field(default_factory=list)
+    issues: IssueLog = field(default_factory=lambda: IssueLog(DATASET_ISSUE_LIMIT))
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    image: StoredImage
+    label: str
+    path: str
+
+
+@dataclass
+class AnnotatedImage:
+    image: StoredImage
+    boxes: list[Box]
+
+
+@dataclass
+class DatasetContents:
+    classification: dict[str, LabelledImage]  # by image sha256
+    detection: dict[str, AnnotatedImage]
+    image_count: int  # valid images, unique by content
+    issues: IssueLog
+
+    @property
+    def annotation_count(self) -> int:
+        return sum(len(entry.boxes) for entry in self.detection.values())
+
+    def classes(self) -> dict[str, int]:
+        """Examples per label: classification images plus detection boxes."""
+        counts = Counter(entry.label for entry in self.classification.values())
+        counts.update(box.label for entry in self.detection.values() for box in entry.boxes)
+        return dict(sorted(counts.items()))
+
+    def tasks(self) -> list[str]:
+        present = []
+        if self.classification:
+            present.append(CLASSIFICATION)
+        if self.annotation_count:
+            present.append(DETECTION)
+        return present
+
+    def items(self, task: str, bucket: str) -> list[dict[str, Any]]:
+        """Manifest items (without ``split``) for ``task``, ordered by id."""
+        items: list[dict[str, Any]] = []
+        if task == CLASSIFICATION:
+            for sha, entry in sorted(self.classification.items()):
+                items.append({**_item_base(entry.image, bucket), "label": entry.label})
+        elif task == DETECTION:
+            for sha, entry in sorted(self.detection.items()):
+                items.append({**_item_base(entry.image, bucket), "boxes": [box.to_dict() for box in entry.boxes]})
+        return items
+
+
+def _item_base(image: StoredImage, bucket: str) -> dict[str, Any]:
+    return {
+        "id": image.sha256,
+        "image": {"bucket": bucket, "key": image.key},
+        "width": image.width,
+        "height": image.height,
+    }
+
+
+# --- reading the source records -------------------------------------------------------------------------------
+
+
+def source_items(name: str) -> Iterator[dict[str, Any]]:
+    """Every SOURCE item of a dataset, strongly consistent (the caller has usually just written one)."""
+    table = aws.table(get_settings().table_name)
+    query: dict[str, Any] = {
+        "KeyConditionExpression": Key("pk").eq(keys.dataset_pk(name)) & Key("sk").begins_with(keys.source_sk("")),
+        "ConsistentRead": True,
+    }
+    while True:
+        page = table.query(**query)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _read_result(result_key: str) -> dict[str, Any] | None:
+    try:
+        response = aws.client("s3").get_object(Bucket=get_settings().artifact_bucket, Key=result_key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return json.loads(response["Body"].read())
+
+
+def _relative_to_dataset(key: str) -> str:
+    # "datasets/<name>/<rest>" -> "<rest>"
+    return key[len(DATASETS_PREFIX):].partition("/")[2]
+
+
+def load_dataset_sources(name: str) -> DatasetSources:
+    sources = DatasetSources()
+    for item in sorted(source_items(name), key=lambda source: source["key"]):
+        key: str = item["key"]
+        sources.issues.extend(list(item.get("issues", [])), int(item.get("issue_count", 0)))
+        if item.get("status") != STATUS_REGISTERED:
+            continue
+        kind = item.get("kind")
+        if kind == KIND_IMAGE and "image" in item:
+            image = item["image"]
+            stored = StoredImage(image["sha256"], image["key"], int(image["width"]), int(image["height"]))
+            sources.images.append(FoundImage(key, key, None, None, class_label(_relative_to_dataset(key)), stored))
+        elif kind in (KIND_ARCHIVE, KIND_COCO) and "result_key" in item:
+            result = _read_result(item["result_key"])
+            if result is None or result.get("etag") != item.get("etag"):
+                # Lost to a concurrent upload of the same key (see registration): never mix two uploads' contents.
+                sources.issues.add(key, "registration result is missing or out of date; upload the file again")
+                continue
+            _add_result(sources, key, kind, result)
+    return sources
+
+
+def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, Any]) -> None:
+    archive = key if kind == KIND_ARCHIVE else None
+    beside = posixpath.dirname(key)
+    for data in result.get("images", []):
+        image = SourceImage.from_dict(data)
+        member = image.member or ""
+        stored = StoredImage(image.sha256, image.key, image.width, image.height)
+        sources.images.append(
+            FoundImage(
+                path=member_issue_key(key, member),
+                lookup_path=posixpath.join(beside, member),
+                archive=archive,
+                member=member,
+                label=class_label(member),
+                image=stored,
+            )
+        )
+    for data in result.get("annotation_files", []):
+        annotation_file = SourceAnnotationFile.from_dict(data)
+        if annotation_file.member is None:
+            path, folder = key, beside
+        else:
+            path, folder = member_issue_key(key, annotation_file.member), posixpath.dirname(annotation_file.member)
+        sources.annotation_files.append(FoundAnnotationFile(path, archive, folder, annotation_file.document))
+
+
+# --- the join --------------------------------------------------------------------------------------------------
+
+
+class _ImageIndex:
+    """Finds the image an annotation file names: by exact relative path, else by a file name that is unique."""
+
+    def __init__(self, images: list[FoundImage]) -> None:
+        self.by_lookup_path: dict[str, FoundImage] = {}
+        self.by_member: dict[tuple[str, str], FoundImage] = {}
+        self.by_basename: dict[str, list[FoundImage]] = defaultdict(list)
+        self.by_archive_basename: dict[tuple[str, str], list[FoundImage]] = defaultdict(list)
+        # Loose images first: where a loose key and an unzipped path coincide, the loose file wins.
+        for image in sorted(images, key=lambda found: (found.archive is not None, found.path)):
+            self.by_lookup_path.setdefault(image.lookup_path, image)
+            self.by_basename[posixpath.basename(image.lookup_path)].append(image)
+            if image.archive is not None and image.member is not None:
+                self.by_member[(image.archive, image.member)] = image
+                self.by_archive_basename[(image.archive, posixpath.basename(image.member))].append(image)
+
+    def find(self, annotation_file: FoundAnnotationFile, file_name: str) -> tuple[FoundImage | None, str]:
+        """The image and, when there is none, why."""
+        target = resolve_relative(annotation_file.folder, file_name)
+        basename = posixpath.basename(file_name.replace("\\", "/"))
+        if annotation_file.archive is not None:
+            found = self.by_member.get((annotation_file.archive, target))
+            candidates = self.by_archive_basename.get((annotation_file.archive, basename), [])
+            where = "in the archive"
+        else:
+            found = self.by_lookup_path.get(target)
+            candidates = self.by_basename.get(basename, [])
+            where = f"at {target}"
+        if found is not None:
+            return found, ""
+        if len(candidates) == 1:
+            return candidates[0], ""
+        if len(candidates) > 1:
+            return None, f"not found {where}, and {len(candidates)} images share its file name"
+        return None, f"not found {where}"
+
+
+def _annotated_boxes(
+    coco_image: CocoImage, found: FoundImage, annotation_file: FoundAnnotationFile, issues: IssueLog
+) -> list[Box] | None:
+    """The image's boxes fitted to the real image, or None when the annotation cannot be trusted."""
+    width, height = found.image.width, found.image.height
+    name = f"image {coco_image.id} ({coco_image.file_name})"
+    if coco_image.width is not None and (coco_image.width, coco_image.height) != (width, height):
+        issues.add(
+            annotation_file.path,
+            f"{name} is declared {coco_image.width}x{coco_image.height} but the file is {width}x{height}; "
+            "its annotations are skipped",
+        )
+        return None
+    boxes: list[Box] = []
+    for box in coco_image.boxes:
+        try:
+            boxes.append(fit_box(box, width, height))
+        except BoxRejected as rejection:
+            issues.add(annotation_file.path, f"{name}: {rejection}")
+    return boxes
+
+
+def join(sources: DatasetSources) -> DatasetContents:
+    issues = sources.issues
+    index = _ImageIndex(sources.images)
+    detection: dict[str, AnnotatedImage] = {}
+    claimed: set[str] = set()
+    detection_folders: set[tuple[str | None, str]] = set()
+    annotated_archives: set[str] = set()
+
+    for annotation_file in sorted(sources.annotation_files, key=lambda found: found.path):
+        if annotation_file.archive is not None:
+            annotated_archives.add(annotation_file.archive)
+        for coco_image in annotation_file.document.images:
+            found, why = index.find(annotation_file, coco_image.file_name)
+            if found is None:
+                issues.add(annotation_file.path, f"image {coco_image.id} ({coco_image.file_name}) {why}")
+                continue
+            boxes = _annotated_boxes(coco_image, found, annotation_file, issues)
+            if boxes is None:
+                continue
+            claimed.add(found.path)
+            detection_folders.add(found.folder)
+            entry = detection.setdefault(found.image.sha256, AnnotatedImage(found.image, []))
+            for box in boxes:
+                if box not in entry.boxes:  # the same image annotated twice (two files, or a copy) counts once
+                    entry.boxes.append(box)
+
+    classification: dict[str, LabelledImage] = {}
+    for found in sorted(sources.images, key=lambda image: image.path):
+        if found.path in claimed:
+            continue
+        if found.archive in annotated_archives or found.folder in detection_folders:
+            # Beside annotated images it is a detection image nobody annotated, not an example of a class
+            # named after its folder ("images").
+            issues.add(found.path, "no annotation file lists this image, which sits with annotated images; skipped")
+            continue
+        if found.label is None:
+            issues.add(found.path, "image is not in a class folder and no annotation file lists it")
+            continue
+        first = classification.get(found.image.sha256)
+        if first is None:
+            classification[found.image.sha256] = LabelledImage(found.image, found.label, found.path)
+        elif first.label != found.label:
+            issues.add(found.path, f"same image as {first.path} (labelled {first.label!r}); label {found.label!r} ignored")
+
+    return DatasetContents(
+        classification=classification,
+        detection=detection,
+        image_count=len({found.image.sha256 for found in sources.images}),
+        issues=issues,
+    )
+
+
+def dataset_contents(name: str) -> DatasetContents:
+    return join(load_dataset_sources(name))

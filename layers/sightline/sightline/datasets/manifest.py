@@ -1,0 +1,116 @@
+"""Training snapshots: the ``sightline.manifest/v1`` document a model version trains on.
+
+The train/validation split is a pure function of the item ids (and the fraction): the same data always splits the
+same way, and adding images never moves existing ones between splits except to keep every class validated.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from sightline.datasets import store
+from sightline.errors import BadRequest
+from sightline.templates import CLASSIFICATION, DETECTION, TASKS
+
+FORMAT = "sightline.manifest/v1"
+TRAIN = "train"
+VALIDATION = "validation"
+
+
+def split_position(item_id: str) -> float:
+    """Where an item falls in [0, 1): below the validation fraction means validation."""
+    digest = hashlib.sha256(f"sightline-split:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _labels(item: dict[str, Any]) -> set[str]:
+    if "label" in item:
+        return {item["label"]}
+    return {box["label"] for box in item.get("boxes", [])}
+
+
+def assign_splits(items: list[dict[str, Any]], validation_fraction: float) -> dict[str, str]:
+    """``{item id: "train" | "validation"}``; every class with two or more items keeps one in each split."""
+    position = {item["id"]: split_position(item["id"]) for item in items}
+    labels = {item["id"]: _labels(item) for item in items}
+    members: dict[str, list[str]] = {}
+    for item_id in sorted(position, key=position.__getitem__):
+        for label in labels[item_id]:
+            members.setdefault(label, []).append(item_id)
+    validation = {item_id for item_id, where in position.items() if where < validation_fraction}
+
+    def validated(label: str, without: str | None = None) -> bool:
+        return any(member in validation and member != without for member in members[label])
+
+    for label in sorted(members):
+        ids = members[label]
+        if len(ids) >= 2 and not validated(label):
+            validation.add(ids[0])  # the one closest to the validation side
+    for label in sorted(members):
+        ids = members[label]
+        if len(ids) >= 2 and all(member in validation for member in ids):
+            # Move the one closest to the train side, unless that leaves another class unvalidated (multi-label).
+            for candidate in reversed(ids):
+                others = [other for other in labels[candidate] if other != label and len(members[other]) >= 2]
+                if all(validated(other, without=candidate) for other in others):
+                    validation.discard(candidate)
+                    break
+    ordered = sorted(position, key=position.__getitem__)
+    if len(ordered) >= 2 and not validation:
+        validation.add(ordered[0])
+    if len(ordered) >= 2 and len(validation) == len(ordered):
+        validation.discard(ordered[-1])
+    return {item_id: VALIDATION if item_id in validation else TRAIN for item_id in position}
+
+
+def _dataset_names(datasets: list[str]) -> list[str]:
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(name, str) and name for name in datasets):
+        raise BadRequest("datasets must be a non-empty list of dataset names", code="invalid_datasets")
+    return list(dict.fromkeys(datasets))
+
+
+def build_manifest(datasets: list[str], task: str, validation_fraction: float) -> dict[str, Any]:
+    """The manifest for training ``task`` on ``datasets``.
+
+    Raises ``NotFound`` for an unknown dataset, ``BadRequest`` when there is nothing (or too little) to train on.
+    """
+    names = _dataset_names(datasets)
+    if task not in TASKS:
+        raise BadRequest(f"task must be one of {', '.join(TASKS)}, got {task!r}", code="invalid_task")
+    if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) or not 0 < validation_fraction < 1:
+        raise BadRequest(f"validation_fraction must be between 0 and 1, got {validation_fraction!r}", code="invalid_params")
+    items = store.dataset_items(names, task)
+    listed = ", ".join(names)
+    if not items:
+        what = "class-folder images" if task == CLASSIFICATION else "annotated images"
+        raise BadRequest(f"no {task} data in {listed}: the datasets have no {what}", code="no_training_data")
+    classes = sorted({label for item in items for label in _labels(item)})
+    if task == CLASSIFICATION and len(classes) < 2:
+        found = f"only {classes[0]!r}" if classes else "none"
+        raise BadRequest(f"classification needs at least 2 classes; {listed} has {found}", code="too_few_classes")
+    if task == DETECTION and not classes:
+        raise BadRequest(f"no boxes in {listed}: detection needs annotated objects", code="no_training_data")
+    splits = assign_splits(items, float(validation_fraction))
+    if VALIDATION not in splits.values() or TRAIN not in splits.values():
+        raise BadRequest(
+            f"{listed} has {len(items)} {task} image(s): at least 2 are needed, one to train and one to validate",
+            code="too_few_images",
+        )
+    manifest_items = []
+    for item in items:
+        entry = {key: item[key] for key in ("id", "image", "width", "height")}
+        entry["split"] = splits[item["id"]]
+        if task == CLASSIFICATION:
+            entry["label"] = item["label"]
+        else:
+            entry["boxes"] = item["boxes"]
+        manifest_items.append(entry)
+    return {
+        "format": FORMAT,
+        "task": task,
+        "datasets": names,
+        "classes": classes,
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "items": manifest_items,
+    }

@@ -1,0 +1,90 @@
+"""Dataset reads for the API and the training workflow."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from sightline import aws, keys
+from sightline.config import get_settings
+from sightline.datasets import catalog
+from sightline.datasets.paths import is_valid_dataset_name
+from sightline.errors import BadRequest, NotFound
+from sightline.templates import TASKS
+
+STATUS_REGISTERING = "registering"
+STATUS_READY = "ready"
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers arrive as Decimal; the API speaks JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def public_dataset(item: dict[str, Any]) -> dict[str, Any]:
+    """The API's view of a dataset META item (no table keys, no concurrency bookkeeping)."""
+    item = _plain(item)
+    return {
+        "name": item["name"],
+        "status": item.get("status", STATUS_REGISTERING),
+        "classes": dict(item.get("classes", {})),
+        "images": item.get("images", 0),
+        "annotations": item.get("annotations", 0),
+        "tasks": list(item.get("tasks", [])),
+        "issues": [{"key": issue["key"], "reason": issue["reason"]} for issue in item.get("issues", [])],
+        "issue_count": item.get("issue_count", 0),
+        "created_at": item.get("created_at"),
+        "updated_at": item.get("updated_at"),
+    }
+
+
+def _table() -> Any:
+    return aws.table(get_settings().table_name)
+
+
+def get_dataset(name: str) -> dict[str, Any] | None:
+    if not is_valid_dataset_name(name):
+        return None
+    item = _table().get_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META}).get("Item")
+    return public_dataset(item) if item else None
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    """Every dataset, by name."""
+    query: dict[str, Any] = {
+        "IndexName": keys.GSI1,
+        "KeyConditionExpression": Key("gsi1pk").eq(keys.DATASETS_INDEX_PK),
+    }
+    datasets: list[dict[str, Any]] = []
+    while True:
+        page = _table().query(**query)
+        datasets.extend(public_dataset(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return datasets
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def dataset_items(names: list[str], task: str) -> list[dict[str, Any]]:
+    """Manifest items (``sightline.manifest/v1`` without ``split``) for ``task`` across ``names``.
+
+    An image present in several datasets (same content) appears once, as the first dataset listed has it.
+    Raises ``NotFound`` for a dataset that does not exist and ``BadRequest`` for an unknown task.
+    """
+    if task not in TASKS:
+        raise BadRequest(f"task must be one of {', '.join(TASKS)}, got {task!r}", code="invalid_task")
+    unknown = [name for name in names if get_dataset(name) is None]
+    if unknown:
+        raise NotFound(f"dataset not found: {', '.join(unknown)}", code="dataset_not_found")
+    bucket = get_settings().artifact_bucket
+    items: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(names):
+        for item in catalog.dataset_contents(name).items(task, bucket):
+            items.setdefault(item["id"], item)
+    return [items[item_id] for item_id in sorted(items)]

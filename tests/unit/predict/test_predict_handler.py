@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from support import load_event
+from predict_support import (  # noqa: F401 - fixtures
+    classifier_labels,
+    classifier_onnx,
+    encode,
+    fresh_predictor_cache,
+    seed_model,
+    solid,
+)
+
+APP = Path(__file__).resolve().parents[3] / "functions" / "predict" / "app.py"
+
+
+@pytest.fixture(scope="module")
+def handler():
+    spec = importlib.util.spec_from_file_location("predict_function_app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def context() -> SimpleNamespace:
+    return SimpleNamespace(
+        function_name="sightline-predict", memory_limit_in_mb=2048, aws_request_id="c6af9ac6-0000-test",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:sightline-predict",
+    )
+
+
+def invoke(handler, event: dict) -> tuple[int, dict]:
+    response = handler(event, context())
+    assert response["headers"]["Content-Type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture
+def classifier_id(seed_model, classifier_onnx) -> str:
+    return seed_model(classifier_onnx, classifier_labels())
+
+
+def for_model(fixture: str, model_id: str) -> dict:
+    event = load_event(fixture)
+    event["pathParameters"]["id"] = model_id
+    return event
+
+
+def test_a_base64_encoded_image_body_is_predicted(handler, classifier_id):
+    # image/png is a binary media type: API Gateway hands the body over base64-encoded.
+    status, answer = invoke(handler, for_model("apigw_predict_image.json", classifier_id))
+    assert status == 200
+    assert answer["model_id"] == classifier_id
+    assert answer["task"] == "classification"
+    assert answer["image"] == {"width": 12, "height": 8}
+    assert [p["label"] for p in answer["predictions"]] == ["red", "blue"]  # max_results=2 from the query
+
+
+def test_a_json_body_is_predicted(handler, classifier_id):
+    status, answer = invoke(handler, for_model("apigw_predict_json.json", classifier_id))
+    assert status == 200
+    assert [p["label"] for p in answer["predictions"]] == ["blue"]
+
+
+def test_header_names_are_case_insensitive(handler, classifier_id):
+    event = for_model("apigw_predict_image.json", classifier_id)
+    for casing in ("Content-Type", "CONTENT-TYPE", "content-type"):
+        event["headers"] = {casing: "image/png"}
+        assert invoke(handler, event)[0] == 200
+
+
+def test_errors_carry_their_status_and_code(handler, classifier_id):
+    status, answer = invoke(handler, for_model("apigw_predict_text.json", classifier_id))
+    assert status == 415
+    assert answer["error"]["code"] == "unsupported_media_type"
+    assert "text/plain" in answer["error"]["message"]
+
+    not_an_image = for_model("apigw_predict_image.json", classifier_id)
+    not_an_image["body"] = base64.b64encode(b"definitely not a png").decode()
+    status, answer = invoke(handler, not_an_image)
+    assert status == 400
+    assert answer["error"]["message"].startswith("body is not a readable JPEG or PNG image")
+
+    status, answer = invoke(handler, for_model("apigw_predict_image.json", "mdl-doesnotexist"))
+    assert status == 404
+    assert set(answer["error"]) == {"code", "message"}
+
+
+def test_a_model_still_training_is_a_conflict(handler, seed_model):
+    model_id = seed_model(None, classifier_labels(), status="training")
+    status, answer = invoke(handler, for_model("apigw_predict_image.json", model_id))
+    assert (status, answer["error"]["code"]) == (409, "model_not_ready")
+
+
+def test_a_broken_model_is_a_generic_500_with_the_detail_in_the_log(handler, seed_model, classifier_onnx, caplog):
+    # labels.json promises 5 classes; the model gives 3 logits.
+    model_id = seed_model(classifier_onnx, classifier_labels(classes=["a", "b", "c", "d", "e"]))
+    status, answer = invoke(handler, for_model("apigw_predict_image.json", model_id))
+    assert status == 500
+    assert answer == {"error": {"code": "internal_error", "message": "internal error"}}
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert errors and errors[-1].exc_info is not None  # the stack trace is logged
+    assert "gives 3 logits for 5 classes" in str(errors[-1].exc_info[1])
+
+
+def test_an_unreadable_base64_body_is_a_bad_request(handler, classifier_id):
+    event = for_model("apigw_predict_image.json", classifier_id)
+    event["body"] = "@@@"
+    status, answer = invoke(handler, event)
+    assert status == 400
+
+
+def test_the_function_imports_neither_torch_nor_eagerly_onnxruntime():
+    # torch is only in the test environment; the Lambda package has onnxruntime, numpy, Pillow, boto3, powertools.
+    script = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('app', {str(APP)!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported before a model is loaded'\n"
+    )
+    layer = APP.parents[2] / "layers" / "sightline"
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "PYTHONPATH": str(layer)})
