@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sightline import aws, model_registry
+from sightline import aws, keys, model_registry
 from sightline.config import get_settings
 from sightline.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from sightline.imaging import InputSpec, decode_image, to_tensor
@@ -218,14 +218,15 @@ class PredictorCache:
             raise
 
 
-def _fetch(artifact_key: str, path: Path) -> Path:
+def _fetch(artifact: str, path: Path) -> Path:
     """The artifact at ``path``, downloaded unless an earlier invocation of this container already did."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
     try:
-        aws.client("s3").download_file(get_settings().artifact_bucket, artifact_key, str(partial))
+        bucket, key = keys.split_location(artifact, get_settings().artifact_bucket)
+        aws.client("s3").download_file(bucket, key, str(partial))
         os.replace(partial, path)  # whole or absent: a crash mid-download never leaves a truncated model
     finally:
         partial.unlink(missing_ok=True)

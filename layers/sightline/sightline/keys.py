@@ -48,3 +48,13 @@ def version_prefix(model_id: str, version: int) -> str:
 
 def checkpoint_prefix(model_id: str, version: int) -> str:
     return f"checkpoints/{model_id}/v{version}/"
+
+
+def split_location(location: str, default_bucket: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://bucket/key`` URI, or of a bare key in ``default_bucket``."""
+    if location.startswith("s3://"):
+        bucket, _, key = location[len("s3://"):].partition("/")
+        if not bucket or not key:
+            raise ValueError(f"not an S3 object URI: {location!r}")
+        return bucket, key
+    return default_bucket, location
