@@ -26,7 +26,7 @@ def run_demo(stack: LocalStack, epochs: int = 3) -> dict:
         raise RuntimeError(f"demo: could not start training: {created.status} {created.body!r}")
     model_id = created.json()["model_id"]
     print(f"demo: training model {model_id} ({epochs} epochs; on a CPU this takes a minute or two)", flush=True)
-    model = client.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"), timeout=1800, interval=2)
+    model = client.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"), timeout=1800, interval=5)
     if model["status"] != "ready":
         raise RuntimeError(f"demo: training failed: {model.get('failure_reason')}")
     version = client.get(f"/v1/models/{model_id}/versions/{model['serving_version']}").json()

@@ -18,3 +18,8 @@ class Interrupted(JobFailed):
     """SIGTERM (Spot reclaim, Batch termination): the last epoch's checkpoint is saved, a retry resumes."""
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+
+
+def one_line(error: BaseException) -> str:
+    """``error`` as one line of text (Batch and the workflow show a single line)."""
+    return " ".join(str(error).split()) or type(error).__name__

@@ -90,7 +90,8 @@ class TrainingTemplate:
 def _common(epochs: int, batch_size: int, learning_rate: float, image_size: int) -> tuple[ParamSpec, ...]:
     return (
         ParamSpec("epochs", int, epochs, 1, 500, "passes over the training split"),
-        ParamSpec("batch_size", int, batch_size, 1, 512, "images per optimisation step"),
+        # BatchNorm cannot train on a batch of one image.
+        ParamSpec("batch_size", int, batch_size, 2, 512, "images per optimisation step"),
         ParamSpec("learning_rate", float, learning_rate, 1e-6, 1.0, "initial learning rate"),
         ParamSpec("image_size", int, image_size, 32, 1024, "side of the square the images are resized to"),
     )

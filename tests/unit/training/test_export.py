@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sightline import imaging
+from sightline.templates import get_template
+from sightline_training import data, models
+from sightline_training.export import Detections, compare_detections, labels_document
+
+LIMITS = {"side": 100, "score_threshold": 0.001, "nms_threshold": 0.55, "max_detections": 300}
+
+
+def detections(rows: list[tuple[int, float, list[float]]]) -> Detections:
+    return Detections(np.array([r[2] for r in rows], dtype=np.float32).reshape(-1, 4),
+                      np.array([r[1] for r in rows], dtype=np.float32),
+                      np.array([r[0] for r in rows], dtype=np.int64))
+
+
+def test_identical_detections_in_another_order_match():
+    rows = [(1, 0.9, [0, 0, 10, 10]), (2, 0.5, [50, 50, 70, 80]), (1, 0.2, [30, 30, 40, 40])]
+    worst, problems = compare_detections(detections(rows), detections(rows[::-1]), **LIMITS)
+    assert (worst, problems) == (0.0, [])
+
+
+def test_float_noise_is_within_tolerance():
+    expected = detections([(1, 0.9, [0, 0, 10, 10])])
+    actual = detections([(1, 0.9 + 2e-7, [0, 0, 10.000_01, 10])])
+    worst, problems = compare_detections(expected, actual, **LIMITS)
+    assert problems == [] and 0 < worst < 1e-4
+
+
+def test_both_empty_agree():
+    assert compare_detections(detections([]), detections([]), **LIMITS) == (0.0, [])
+
+
+def test_zero_against_one_detection_is_a_mismatch():
+    _, problems = compare_detections(detections([]), detections([(1, 0.8, [0, 0, 10, 10])]), **LIMITS)
+    assert problems and "only from onnxruntime" in problems[0]
+
+
+def test_a_tie_broken_the_other_way_by_nms_is_accepted():
+    # Two overlapping boxes with the same score: NMS keeps whichever its sort puts first.
+    first, second = [0, 0, 10, 10], [1, 0, 11, 10]
+    worst, problems = compare_detections(detections([(1, 0.5, first), (2, 0.9, [50, 50, 60, 60])]),
+                                         detections([(1, 0.5, second), (2, 0.9, [50, 50, 60, 60])]), **LIMITS)
+    assert problems == []
+
+
+def test_shifted_boxes_differing_labels_and_scores_fail():
+    expected = detections([(1, 0.9, [0, 0, 10, 10]), (2, 0.4, [40, 40, 60, 60])])
+    shifted = detections([(1, 0.9, [2, 0, 12, 10]), (2, 0.4, [40, 40, 60, 60])])
+    relabelled = detections([(2, 0.9, [0, 0, 10, 10]), (2, 0.4, [40, 40, 60, 60])])
+    rescored = detections([(1, 0.8, [0, 0, 10, 10]), (2, 0.4, [40, 40, 60, 60])])
+    for actual in (shifted, relabelled, rescored):
+        _, problems = compare_detections(expected, actual, **LIMITS)
+        assert problems, actual
+
+
+def test_detections_at_the_score_threshold_may_differ():
+    expected = detections([(1, 0.9, [0, 0, 10, 10]), (1, 0.00105, [40, 40, 60, 60])])
+    actual = detections([(1, 0.9, [0, 0, 10, 10])])
+    assert compare_detections(expected, actual, **LIMITS)[1] == []
+
+
+@pytest.mark.parametrize("template_id", ["mobilenet_v3_small", "ssdlite320_mobilenet_v3_large"])
+def test_labels_json_input_feeds_the_model_what_validation_fed_it(template_id):
+    # The predict function builds its input from labels.json with sightline.imaging; evaluation used the
+    # validation transform. They must agree, or the measured metrics are not the served model's.
+    template = get_template(template_id)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    labels = labels_document(template, ["a", "b"], models.input_spec(template, 48))
+    spec = imaging.InputSpec.from_labels(labels)
+    if template.task == "classification":
+        transform = data.classification_transforms(48, train=False)
+    else:
+        transform = data.detection_transforms(48, train=False)
+    expected = transform(image)
+    actual = torch.from_numpy(imaging.to_tensor(image, spec))
+    if spec.batch:
+        actual = actual[0]
+    assert actual.shape == expected.shape == (3, 48, 48)
+    assert torch.allclose(actual, expected, atol=1e-5)

@@ -1,0 +1,112 @@
+"""``python -m sightline_training``: the Batch container's entrypoint.
+
+Batch passes the job through the environment (docs/architecture.md, "Training job"); every variable has a
+flag of the same meaning for local debugging, and a flag wins over its variable. Exit codes: 0 published,
+1 failed, 2 invalid input (a retry cannot help), 143 interrupted by SIGTERM (a retry resumes).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sightline_training.config import JobConfig
+from sightline_training.errors import InvalidInput, JobFailed, one_line
+
+log = logging.getLogger("sightline_training")
+
+ENVIRONMENT = {
+    "manifest": "SIGHTLINE_MANIFEST_URI",
+    "output": "SIGHTLINE_OUTPUT_URI",
+    "checkpoint": "SIGHTLINE_CHECKPOINT_URI",
+    "template": "SIGHTLINE_TEMPLATE",
+    "params": "SIGHTLINE_PARAMS",
+}
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sightline_training",
+        description="Train one Sightline model version from a manifest and publish model.onnx, labels.json "
+                    "and metrics.json. Each flag overrides the environment variable in brackets.",
+        epilog="exit codes: 0 published, 1 failed, 2 invalid input (retrying cannot help), "
+               "143 stopped by SIGTERM after checkpointing (retrying resumes)",
+    )
+    parser.add_argument("--manifest", help="manifest URI (s3://, file:// or path) [SIGHTLINE_MANIFEST_URI]")
+    parser.add_argument("--output", help="where model.onnx, labels.json, metrics.json go [SIGHTLINE_OUTPUT_URI]")
+    parser.add_argument("--checkpoint", help="where checkpoint.pt is kept and resumed from [SIGHTLINE_CHECKPOINT_URI]")
+    parser.add_argument("--template", help="template id; default: the task's default [SIGHTLINE_TEMPLATE]")
+    parser.add_argument("--params", help='JSON object, e.g. \'{"epochs": 5}\' [SIGHTLINE_PARAMS]')
+    parser.add_argument("--work-dir", type=Path, help="local scratch: image cache, checkpoint, artifacts "
+                        "(default: <tmp>/sightline-training/<hash of the output URI>)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="data loader worker processes (0: load in the main process)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> JobConfig:
+    """The job from flags and environment; raises :class:`InvalidInput` for what is missing or malformed."""
+    environ = os.environ if environ is None else environ
+    args = argument_parser().parse_args(argv)
+    values = {name: getattr(args, name) or environ.get(variable) or None for name, variable in ENVIRONMENT.items()}
+    for name in ("manifest", "output"):
+        if not values[name]:
+            raise InvalidInput(f"{ENVIRONMENT[name]} is not set (or pass --{name})")
+    params = {}
+    if values["params"]:
+        try:
+            params = json.loads(values["params"])
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"{ENVIRONMENT['params']} is not valid JSON: {error}") from None
+    if args.workers < 0:
+        raise InvalidInput("--workers must be 0 or more")
+    return JobConfig(
+        manifest_uri=values["manifest"],
+        output_uri=values["output"],
+        checkpoint_uri=values["checkpoint"],
+        template_id=values["template"],
+        params=params,
+        work_dir=args.work_dir or default_work_dir(values["output"]),
+        workers=args.workers,
+        device=args.device,
+        seed=args.seed,
+    )
+
+
+def default_work_dir(output_uri: str) -> Path:
+    # One folder per model version: jobs that share a machine (the local stack) never share scratch files.
+    return Path(tempfile.gettempdir()) / "sightline-training" / hashlib.sha256(output_uri.encode()).hexdigest()[:16]
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the job; the exit code, with the one-line reason on stderr when it is not 0."""
+    if not logging.getLogger().handlers:
+        # The log goes to stdout (CloudWatch); stderr carries only the failure reason.
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # Imported here so that --help and bad flags answer without loading torch.
+        from sightline_training.train import run_job
+
+        run_job(parse_config(argv, environ))
+        return 0
+    except JobFailed as error:
+        log.error("job failed: %s", one_line(error))
+        print(one_line(error), file=sys.stderr, flush=True)
+        return error.exit_code
+    except Exception as error:
+        log.exception("job failed")
+        print(f"{type(error).__name__}: {one_line(error)}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""One epoch of training and one pass of evaluation, for either task (after torchvision's references)."""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from sightline.templates import CLASSIFICATION
+
+from sightline_training import metrics
+from sightline_training.errors import JobFailed
+
+log = logging.getLogger(__name__)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader,
+                    device: torch.device, epoch: int, scaler: torch.amp.GradScaler, task: str,
+                    check_stop: Callable[[], None], print_freq: int = 20) -> float:
+    """Train over ``data_loader`` once; the mean loss per step. ``check_stop`` raises on SIGTERM."""
+    model.train()
+    use_amp = scaler.is_enabled()  # mixed precision on CUDA only; CPU trains in fp32
+    total, steps = 0.0, 0
+    for step, (images, targets) in enumerate(data_loader):
+        check_stop()
+        images, targets = _to_device(images, targets, device)
+        with torch.autocast(device_type=device.type, enabled=use_amp):
+            if task == CLASSIFICATION:
+                loss = F.cross_entropy(model(images), targets)
+            else:
+                loss = sum(model(images, targets).values())
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise JobFailed(f"training loss became {loss_value} at epoch {epoch + 1}; try a lower learning_rate")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss_value
+        steps += 1
+        if step % print_freq == 0:
+            log.info("epoch %d step %d/%d loss %.4f lr %.6g", epoch + 1, step + 1, len(data_loader), loss_value,
+                     optimizer.param_groups[0]["lr"])
+    if steps == 0:
+        raise JobFailed("the training split gave no batch")
+    return total / steps
+
+
+@torch.no_grad()
+def recompute_batch_norm_statistics(model: nn.Module, data_loader: DataLoader, device: torch.device, task: str,
+                                    check_stop: Callable[[], None], max_batches: int = 200) -> None:
+    """Replace BatchNorm's running statistics by their plain average over training batches ("precise BN").
+
+    The running averages lag the weights they describe: torchvision's momenta (0.01, SSDlite 0.03) are set
+    for hundreds of epochs, and a from-scratch run of a few hundred steps ends with statistics so stale that
+    the eval-mode model answers the same class for every image. One forward pass over the training data
+    with a cumulative average (momentum None) gives the statistics of the final weights.
+    """
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    try:
+        for step, (images, targets) in enumerate(data_loader):
+            if step >= max_batches:
+                break
+            check_stop()
+            images, targets = _to_device(images, targets, device)
+            with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+                if task == CLASSIFICATION:
+                    model(images)
+                else:
+                    model(images, targets)  # SSD's train-mode forward needs targets; its losses are unused
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data_loader: DataLoader, device: torch.device, task: str,
+             num_classes: int) -> dict[str, float]:
+    """Validation metrics: ``accuracy`` for classification, ``map_50`` and ``map_50_95`` for detection."""
+    model.eval()
+    if task == CLASSIFICATION:
+        predicted: list[int] = []
+        expected: list[int] = []
+        for images, targets in data_loader:
+            logits = model(images.to(device, non_blocking=True))
+            predicted += logits.argmax(dim=1).tolist()
+            expected += targets.tolist()
+        return {"accuracy": metrics.accuracy(predicted, expected)}
+    truths: list[metrics.ImageBoxes] = []
+    detections: list[metrics.ImageBoxes] = []
+    for images, targets in data_loader:
+        outputs = model([image.to(device, non_blocking=True) for image in images])
+        for output, target in zip(outputs, targets):
+            truths.append(metrics.ImageBoxes(target["boxes"].numpy(), target["labels"].numpy()))
+            detections.append(metrics.ImageBoxes(output["boxes"].float().cpu().numpy(),
+                                                 output["labels"].cpu().numpy(),
+                                                 output["scores"].float().cpu().numpy()))
+    return metrics.detection_map(truths, detections, num_classes)
+
+
+def _to_device(images, targets, device: torch.device):
+    if isinstance(images, torch.Tensor):
+        return images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+    return ([image.to(device, non_blocking=True) for image in images],
+            [{key: value.to(device, non_blocking=True) for key, value in target.items()} for target in targets])

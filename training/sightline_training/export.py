@@ -1,0 +1,221 @@
+"""ONNX export (TorchScript exporter: ``dynamo=False``) and its verification with onnxruntime.
+
+The dynamo exporter cannot trace torchvision's detectors, hence the TorchScript-based one (deprecated since
+PyTorch 2.9, still the one that works for them). The job's check
+feeds onnxruntime what the predict function builds from labels.json and PyTorch the validation transform's
+tensor, so it checks the graph and the preprocessing contract together.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from torch import nn
+
+from sightline.templates import CLASSIFICATION, TrainingTemplate
+
+from sightline_training.models import InputSpec
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+INPUT_NAME = "images"
+CLASSIFIER_OUTPUTS = ("logits",)
+DETECTOR_OUTPUTS = ("boxes", "scores", "labels")
+LABELS_FORMAT = "sightline.labels/v1"
+# Float32 through two runtimes: observed differences are ~1e-5 on logits and ~1e-7 on scores.
+LOGITS_TOLERANCE = 1e-3
+# Detections: scores and boxes divided by the input side (so both are on a 0..1 scale).
+DETECTION_TOLERANCE = 1e-4
+
+
+class DetectorForExport(nn.Module):
+    """One image [3, H, W] in [0, 1] -> ``boxes`` [K, 4] (input pixels), ``scores`` [K], ``labels`` [K] int64."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        detections = self.detector([image])[0]
+        return detections["boxes"], detections["scores"], detections["labels"]
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    images: int
+    max_abs_diff: float
+    passed: bool
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "max_abs_diff": self.max_abs_diff, "passed": self.passed}
+
+
+def export_onnx(model: nn.Module, template: TrainingTemplate, image_size: int, path: Path) -> None:
+    """Write ``model`` (a CPU fp32 module in eval mode) to ``path`` as the labels.json contract describes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if template.task == CLASSIFICATION:
+        module, example = model, torch.zeros(1, 3, image_size, image_size)
+        outputs = CLASSIFIER_OUTPUTS
+        dynamic_axes = {INPUT_NAME: {0: "batch"}, "logits": {0: "batch"}}
+    else:
+        module, example = DetectorForExport(model).eval(), torch.rand(3, image_size, image_size,
+                                                                      generator=torch.Generator().manual_seed(0))
+        outputs = DETECTOR_OUTPUTS
+        dynamic_axes = {name: {0: "detections"} for name in DETECTOR_OUTPUTS}
+    with warnings.catch_warnings():
+        # Tracing turns the detector's shapes into constants, which is right for its fixed input size, and
+        # warns each time; the TorchScript exporter's deprecation is known (see the module docstring).
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=[INPUT_NAME], output_names=list(outputs), dynamic_axes=dynamic_axes,
+                          do_constant_folding=True)
+    onnx.checker.check_model(str(path))
+    log.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
+
+
+def labels_document(template: TrainingTemplate, classes: Sequence[str], spec: InputSpec) -> dict:
+    outputs = ({"logits": "logits"} if template.task == CLASSIFICATION
+               else {name: name for name in DETECTOR_OUTPUTS})
+    return {"format": LABELS_FORMAT, "task": template.task, "template": template.id, "classes": list(classes),
+            "input": spec.to_dict(), "outputs": outputs}
+
+
+def open_session(path: Path) -> onnxruntime.InferenceSession:
+    # The predict function runs onnxruntime on CPU; so does the check.
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def verify_classifier(session: onnxruntime.InferenceSession, model: nn.Module, torch_inputs: Sequence[torch.Tensor],
+                      onnx_inputs: Sequence[np.ndarray]) -> OnnxCheck:
+    """Logits of onnxruntime on the contract's inputs against PyTorch on the validation tensors.
+
+    The images go through as one batch and the first also alone, the shape the predict function uses.
+    """
+    with torch.inference_mode():
+        expected = model(torch.stack(list(torch_inputs))).numpy()
+    batched = session.run(["logits"], {INPUT_NAME: np.concatenate(list(onnx_inputs))})[0]
+    single = session.run(["logits"], {INPUT_NAME: onnx_inputs[0]})[0]
+    if batched.shape != expected.shape or single.shape != expected[:1].shape:
+        return OnnxCheck(len(torch_inputs), float("inf"), False,
+                         f"logits shapes {batched.shape} and {single.shape} from onnxruntime, "
+                         f"{expected.shape} from PyTorch")
+    difference = float(max(np.max(np.abs(batched - expected)), np.max(np.abs(single - expected[:1]))))
+    passed = difference <= LOGITS_TOLERANCE
+    return OnnxCheck(len(torch_inputs), difference, passed,
+                     "" if passed else f"logits differ by {difference:.3g} (tolerance {LOGITS_TOLERANCE})")
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: np.ndarray  # [K, 4] float
+    scores: np.ndarray  # [K]
+    labels: np.ndarray  # [K] int64
+
+
+def verify_detector(session: onnxruntime.InferenceSession, model: nn.Module, torch_inputs: Sequence[torch.Tensor],
+                    onnx_inputs: Sequence[np.ndarray]) -> OnnxCheck:
+    """Detections of onnxruntime against PyTorch, image by image (see :func:`compare_detections`)."""
+    exportable = DetectorForExport(model).eval()
+    worst, reasons = 0.0, []
+    for number, (torch_input, onnx_input) in enumerate(zip(torch_inputs, onnx_inputs), start=1):
+        with torch.inference_mode():
+            expected = Detections(*(t.numpy() for t in exportable(torch_input)))
+        boxes, scores, labels = session.run(list(DETECTOR_OUTPUTS), {INPUT_NAME: onnx_input})
+        if labels.dtype != np.int64:
+            reasons.append(f"labels are {labels.dtype}, not int64")
+        difference, problems = compare_detections(
+            expected, Detections(boxes, scores, labels), side=max(torch_input.shape[-2:]),
+            score_threshold=float(model.score_thresh), nms_threshold=float(model.nms_thresh),
+            max_detections=int(model.detections_per_img))
+        log.info("onnx check image %d: %d detections from PyTorch, %d from onnxruntime, max diff %.3g",
+                 number, len(expected.scores), len(scores), difference)
+        worst = max(worst, difference)
+        reasons += [f"image {number}: {problem}" for problem in problems]
+    return OnnxCheck(len(torch_inputs), worst, not reasons, "; ".join(reasons[:3]))
+
+
+def compare_detections(expected: Detections, actual: Detections, *, side: int, score_threshold: float,
+                       nms_threshold: float, max_detections: int,
+                       tolerance: float = DETECTION_TOLERANCE) -> tuple[float, list[str]]:
+    """The largest difference between matched detections, and what cannot be explained.
+
+    Two runtimes agree on each detection to float precision, but not always on the order of equal scores,
+    and NMS keeps the first of two overlapping boxes: where scores tie, each side may keep a different box
+    of the pair. So detections are matched one to one (same label, score and box within ``tolerance``, boxes
+    divided by ``side``); one left unmatched is accepted only when the other side kept an overlapping box of
+    the same label that scores at least as high (it won NMS there), or when its score sits at the score
+    threshold or at the cut of ``max_detections``. The top detection must match unless its score is tied.
+    """
+    problems: list[str] = []
+    if expected.boxes.shape[1:] != (4,) or actual.boxes.shape[1:] != (4,):
+        return float("inf"), [f"boxes have shape {actual.boxes.shape}, expected [K, 4]"]
+    if not (len(actual.boxes) == len(actual.scores) == len(actual.labels)):
+        return float("inf"), ["boxes, scores and labels differ in length"]
+    distance = np.full((len(expected.scores), len(actual.scores)), np.inf)
+    if distance.size:
+        box_gap = np.abs(expected.boxes[:, None, :] - actual.boxes[None, :, :]).max(axis=2) / side
+        score_gap = np.abs(expected.scores[:, None] - actual.scores[None, :])
+        same_label = expected.labels[:, None] == actual.labels[None, :]
+        distance = np.where(same_label, np.maximum(box_gap, score_gap), np.inf)
+    match_of_expected: dict[int, int] = {}
+    taken: set[int] = set()
+    for i in np.argsort(-expected.scores, kind="stable"):
+        free = [j for j in np.argsort(distance[i], kind="stable") if j not in taken]
+        if free and distance[i, free[0]] <= tolerance:
+            match_of_expected[int(i)] = int(free[0])
+            taken.add(int(free[0]))
+    worst = max((float(distance[i, j]) for i, j in match_of_expected.items()), default=0.0)
+
+    for name, side_a, side_b, matched in (("PyTorch", expected, actual, set(match_of_expected)),
+                                          ("onnxruntime", actual, expected, taken)):
+        unexplained = [i for i in range(len(side_a.scores)) if i not in matched
+                       and not _explained(i, side_a, side_b, score_threshold, nms_threshold, max_detections,
+                                          tolerance)]
+        if unexplained:
+            i = unexplained[0]
+            problems.append(f"{len(unexplained)} detection(s) only from {name}, e.g. label {int(side_a.labels[i])} "
+                            f"score {float(side_a.scores[i]):.4f} box {np.round(side_a.boxes[i], 2).tolist()}")
+    if len(expected.scores):
+        order = np.argsort(-expected.scores, kind="stable")
+        top = int(order[0])
+        tied = len(order) > 1 and expected.scores[top] - expected.scores[order[1]] <= tolerance
+        if top not in match_of_expected and not tied:
+            problems.append(f"top detection (score {float(expected.scores[top]):.4f}) has no onnxruntime match")
+    return worst, problems
+
+
+def _explained(index: int, side_a: Detections, side_b: Detections, score_threshold: float, nms_threshold: float,
+               max_detections: int, tolerance: float) -> bool:
+    score = float(side_a.scores[index])
+    if score <= score_threshold + tolerance:
+        return True
+    if len(side_b.scores) >= max_detections and score <= float(side_b.scores.min()) + tolerance:
+        return True
+    rivals = (side_b.labels == side_a.labels[index]) & (side_b.scores >= score - tolerance)
+    if not rivals.any():
+        return False
+    return bool((_iou(side_a.boxes[index], side_b.boxes[rivals]) > nms_threshold - tolerance).any())
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x_min = np.maximum(box[0], boxes[:, 0])
+    y_min = np.maximum(box[1], boxes[:, 1])
+    x_max = np.minimum(box[2], boxes[:, 2])
+    y_max = np.minimum(box[3], boxes[:, 3])
+    intersection = np.clip(x_max - x_min, 0, None) * np.clip(y_max - y_min, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - intersection
+    return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)

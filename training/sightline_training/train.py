@@ -1,0 +1,231 @@
+"""One training job from manifest to published model, reading top to bottom like torchvision's train.py."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sightline import imaging
+from sightline.errors import BadRequest
+from sightline.templates import CLASSIFICATION, DETECTION, TrainingTemplate, template_for
+
+from sightline_training import data, engine, export, storage
+from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
+from sightline_training.config import JobConfig
+from sightline_training.errors import InvalidInput, JobFailed
+from sightline_training.interrupt import StopRequest
+from sightline_training.manifest import TRAIN, VALIDATION, Manifest, ManifestItem, load_manifest
+from sightline_training.models import build_model, input_spec
+
+log = logging.getLogger(__name__)
+
+# The metric promotion compares; COCO's own headline number for detection.
+PRIMARY_METRIC = {CLASSIFICATION: "accuracy", DETECTION: "map_50_95"}
+METRICS = {CLASSIFICATION: ("accuracy",), DETECTION: ("map_50", "map_50_95")}
+ARTIFACT_TYPES = {"model.onnx": "application/octet-stream", "labels.json": "application/json",
+                  "metrics.json": "application/json"}
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """The validated inputs: what to train, on what, with which hyperparameters."""
+
+    manifest: Manifest
+    template: TrainingTemplate
+    params: dict[str, int | float]
+    train_items: list[ManifestItem]
+    validation_items: list[ManifestItem]
+    args: dict[str, Any]  # stored in the checkpoint, compared on resume
+
+
+def plan_job(config: JobConfig) -> JobPlan:
+    """Check the manifest, template and params before any image is fetched; raises :class:`InvalidInput`."""
+    manifest = load_manifest(config.manifest_uri)
+    try:
+        template = template_for(manifest.task, config.template_id)
+        params = template.resolve_params(config.params)
+    except BadRequest as error:
+        raise InvalidInput(error.message) from None
+    if params["batch_size"] < 2:
+        raise InvalidInput("params.batch_size must be at least 2: batch norm cannot train on one image per step")
+    if not manifest.classes:
+        raise InvalidInput("the manifest has no classes")
+    if manifest.task == CLASSIFICATION and len(manifest.classes) < 2:
+        raise InvalidInput(f"classification needs at least 2 classes, the manifest has {len(manifest.classes)}")
+    train_items, validation_items = manifest.split(TRAIN), manifest.split(VALIDATION)
+    if not train_items:
+        raise InvalidInput("the manifest has no training items")
+    if len(train_items) < 2:
+        raise InvalidInput("the manifest has 1 training item; training needs at least 2")
+    if not validation_items:
+        raise InvalidInput("the manifest has no validation items, so the model cannot be measured")
+    if manifest.task != CLASSIFICATION and not any(item.boxes for item in validation_items):
+        raise InvalidInput("the validation items have no boxes, so mAP cannot be measured")
+    args = {"template": template.id, "task": manifest.task, "classes": list(manifest.classes),
+            "params": dict(params), "seed": config.seed}
+    return JobPlan(manifest, template, params, train_items, validation_items, args)
+
+
+def run_job(config: JobConfig) -> dict[str, Any]:
+    """Train, checkpoint every epoch, export, verify and publish; the metrics document written."""
+    with StopRequest() as stop:
+        plan = plan_job(config)
+        template, params, classes = plan.template, plan.params, plan.manifest.classes
+        image_size, epochs = int(params["image_size"]), int(params["epochs"])
+        device = pick_device(config.device)
+        log.info("training %s (%s, %d classes) for %d epochs on %s: %d train, %d validation images",
+                 template.id, template.task, len(classes), epochs, device, len(plan.train_items),
+                 len(plan.validation_items))
+
+        paths = data.fetch_images(plan.train_items + plan.validation_items, config.work_dir / "images")
+        stop.check()
+        train_set, validation_set, collate_fn = build_datasets(plan, paths, image_size)
+        generator = torch.Generator()
+        train_batches = data.train_loader(train_set, int(params["batch_size"]), config.workers, generator, collate_fn)
+        validation_batches = data.eval_loader(validation_set, int(params["batch_size"]), config.workers, collate_fn)
+
+        seed_everything(config.seed)
+        model = build_model(template, len(classes), image_size).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["learning_rate"]), weight_decay=1e-4)
+        lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+
+        checkpoint_path = config.work_dir / "checkpoint.pt"
+        start_epoch, history = 0, []
+        checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path)
+        if checkpoint is not None:
+            check_resumable(checkpoint, plan.args, config.checkpoint_uri)
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+            if checkpoint["scaler"]:  # empty when saved by a CPU run (the scaler is off there)
+                scaler.load_state_dict(checkpoint["scaler"])
+            start_epoch, history = checkpoint["epoch"] + 1, list(checkpoint["history"])
+            log.info("resuming after epoch %d of %d from %s", start_epoch, epochs, config.checkpoint_uri)
+
+        for epoch in range(start_epoch, epochs):
+            # Seeded per epoch, so a resumed job draws the same batches and augmentations as an unbroken one.
+            seed_everything(config.seed + epoch)
+            generator.manual_seed(config.seed + epoch)
+            started = time.monotonic()
+            learning_rate = optimizer.param_groups[0]["lr"]
+            train_loss = engine.train_one_epoch(model, optimizer, train_batches, device, epoch, scaler,
+                                                template.task, stop.check)
+            lr_scheduler.step()
+            engine.recompute_batch_norm_statistics(model, train_batches, device, template.task, stop.check)
+            scores = engine.evaluate(model, validation_batches, device, template.task, len(classes))
+            history.append({"epoch": epoch + 1, "train_loss": train_loss, "learning_rate": learning_rate, **scores,
+                            "seconds": round(time.monotonic() - started, 3)})
+            log.info("epoch %d/%d: %s", epoch + 1, epochs, json.dumps(history[-1]))
+            save_checkpoint({"args": plan.args, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "lr_scheduler": lr_scheduler.state_dict(), "scaler": scaler.state_dict(),
+                             "epoch": epoch, "history": history}, checkpoint_path, config.checkpoint_uri)
+            stop.check()
+
+        output_dir = config.work_dir / "output"
+        labels = export.labels_document(template, classes, input_spec(template, image_size))
+        serving_model = copy.deepcopy(model).cpu().float().eval()
+        export.export_onnx(serving_model, template, image_size, output_dir / "model.onnx")
+        check = verify_export(plan, serving_model, output_dir / "model.onnx", labels, paths, config.check_images)
+        stop.check()
+        if not check.passed:
+            raise JobFailed(f"ONNX check failed on {check.images} images: {check.reason}")
+
+        metrics = metrics_document(plan, history, device, check)
+        (output_dir / "labels.json").write_text(json.dumps(labels, indent=2))
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        publish(output_dir, config.output_uri)
+        log.info("published to %s: %s %.4f", config.output_uri, metrics["primary_metric"],
+                 metrics[metrics["primary_metric"]])
+        return metrics
+
+
+def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch.device,
+                     check: export.OnnxCheck) -> dict[str, Any]:
+    """metrics.json: the last epoch's validation metrics (the exported weights are the last epoch's)."""
+    task = plan.template.task
+    return {
+        "task": task,
+        "primary_metric": PRIMARY_METRIC[task],
+        **{name: history[-1][name] for name in METRICS[task]},
+        "validation_images": len(plan.validation_items),
+        "epochs": len(history),
+        "device": device.type,
+        "history": history,
+        "onnx_check": check.to_dict(),
+    }
+
+
+def publish(output_dir: Path, output_uri: str) -> None:
+    # metrics.json goes last: once it is there, the model and labels beside it are complete.
+    for name, content_type in ARTIFACT_TYPES.items():
+        storage.upload_file(output_dir / name, storage.join(output_uri, name), content_type)
+
+
+def build_datasets(plan: JobPlan, paths: dict[str, Path], image_size: int):
+    if plan.template.task == CLASSIFICATION:
+        return (data.ClassificationDataset(plan.train_items, paths, data.classification_transforms(image_size, True)),
+                data.ClassificationDataset(plan.validation_items, paths,
+                                           data.classification_transforms(image_size, False)),
+                None)
+    return (data.DetectionDataset(plan.train_items, paths, data.detection_transforms(image_size, True)),
+            data.DetectionDataset(plan.validation_items, paths, data.detection_transforms(image_size, False)),
+            data.collate_detection)
+
+
+def verify_export(plan: JobPlan, model: torch.nn.Module, onnx_path: Path, labels: dict[str, Any],
+                  paths: dict[str, Path], count: int) -> export.OnnxCheck:
+    """Run the ONNX graph and the PyTorch model on a few validation images (and, for detection, a blank one).
+
+    onnxruntime gets the input the predict function builds from ``labels`` (sightline.imaging), PyTorch the
+    validation transform's: a wrong labels.json fails the check like a wrong graph.
+    """
+    image_size = int(plan.params["image_size"])
+    spec = imaging.InputSpec.from_labels(labels)
+    images = [data.load_rgb(paths[item.id]) for item in plan.validation_items[:count]]
+    session = export.open_session(onnx_path)
+    if plan.template.task == CLASSIFICATION:
+        transform = data.classification_transforms(image_size, train=False)
+        check = export.verify_classifier(session, model, [transform(image) for image in images],
+                                         [imaging.to_tensor(image, spec) for image in images])
+    else:
+        # A blank image: what the model must find nothing in (after a threshold) is a case worth checking.
+        images.append(Image.new("RGB", (image_size, image_size), (128, 128, 128)))
+        transform = data.detection_transforms(image_size, train=False)
+        check = export.verify_detector(session, model, [transform(image) for image in images],
+                                       [imaging.to_tensor(image, spec) for image in images])
+    log.info("onnx check: %s%s", json.dumps(check.to_dict()), f" ({check.reason})" if check.reason else "")
+    return check
+
+
+def check_resumable(checkpoint: dict[str, Any], args: dict[str, Any], uri: str | None) -> None:
+    """A checkpoint only resumes the job that wrote it: same template, classes, params and seed."""
+    saved = checkpoint.get("args", {})
+    different = sorted(key for key in args if saved.get(key) != args[key])
+    if different:
+        raise InvalidInput(f"checkpoint at {uri} belongs to a different job ({', '.join(different)} differ)")
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput("device cuda was requested but CUDA is not available")
+    if requested not in ("cpu", "cuda"):
+        raise InvalidInput(f"device must be auto, cpu or cuda, got {requested!r}")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
