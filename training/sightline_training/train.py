@@ -55,8 +55,6 @@ def plan_job(config: JobConfig) -> JobPlan:
         params = template.resolve_params(config.params)
     except BadRequest as error:
         raise InvalidInput(error.message) from None
-    if params["batch_size"] < 2:
-        raise InvalidInput("params.batch_size must be at least 2: batch norm cannot train on one image per step")
     if not manifest.classes:
         raise InvalidInput("the manifest has no classes")
     if manifest.task == CLASSIFICATION and len(manifest.classes) < 2:

@@ -209,7 +209,7 @@ def only_validation(document: dict) -> None:
         (only_validation, "mobilenet_v3_small", {}, "the manifest has no training items"),
         (None, "mobilenet_v3_small", {"epochs": 0}, "params.epochs must be between 1 and 500"),
         (None, "mobilenet_v3_small", {"momentum": 0.9}, "unknown params for template mobilenet_v3_small: momentum"),
-        (None, "mobilenet_v3_small", {"batch_size": 1}, "params.batch_size must be at least 2"),
+        (None, "mobilenet_v3_small", {"batch_size": 1}, "params.batch_size must be between 2 and 512"),
         (lambda d: d.update(format="coco"), "mobilenet_v3_small", {}, "manifest format must be"),
     ],
 )
