@@ -21,7 +21,7 @@ from torch import nn
 
 from sightline.templates import CLASSIFICATION, TrainingTemplate
 
-from sightline_training.models import InputSpec
+from sightline.imaging import InputSpec
 
 log = logging.getLogger(__name__)
 

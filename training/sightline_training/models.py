@@ -4,13 +4,12 @@ No pretrained weights: the container has no network at run time, so every model 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from torch import nn
 from torchvision.models import mobilenet_v3_small
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from sightline.imaging import InputSpec
 from sightline.templates import CLASSIFICATION, TrainingTemplate
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -18,24 +17,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # SSDlite normalises inside the model ([0, 1] -> [-1, 1]); see torchvision's ssdlite320_mobilenet_v3_large.
 SSDLITE_MEAN = (0.5, 0.5, 0.5)
 SSDLITE_STD = (0.5, 0.5, 0.5)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """labels.json ``input``: resize to width x height, ``x = (pixel / scale - mean) / std``, CHW."""
-
-    name: str
-    width: int
-    height: int
-    batch: bool
-    scale: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    def to_dict(self) -> dict:
-        spec = asdict(self)
-        spec["mean"], spec["std"] = list(self.mean), list(self.std)
-        return spec
 
 
 def input_spec(template: TrainingTemplate, image_size: int) -> InputSpec:

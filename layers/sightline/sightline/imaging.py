@@ -126,6 +126,13 @@ class InputSpec:
             raise ValueError(f"labels.json 'input' is invalid: {spec}")
         return parsed
 
+    def to_dict(self) -> dict:
+        """The ``labels.json["input"]`` object this spec is read from."""
+        return {
+            "name": self.name, "width": self.width, "height": self.height, "batch": self.batch,
+            "scale": self.scale, "mean": list(self.mean), "std": list(self.std),
+        }
+
 
 def _triple(values: Sequence[float]) -> tuple[float, float, float]:
     if len(values) != 3:

@@ -3,29 +3,17 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 
 
-def _root_conftest() -> ModuleType:
-    """tests/conftest.py, loaded by path: any folder's conftest.py may hold the bare module name ``conftest``."""
-    path = Path(__file__).resolve().parents[2] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("sightline_tests_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_ROOT_CONFTEST = _root_conftest()
-TEST_ENV: dict[str, str] = _ROOT_CONFTEST.TEST_ENV
-load_event = _ROOT_CONFTEST.load_event
+from support import TEST_ENV, load_event  # noqa: E402,F401
 
 STATE_MACHINE_NAME = TEST_ENV["TRAINING_STATE_MACHINE_ARN"].rsplit(":", 1)[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,18 +12,7 @@ import pytest
 from sightline import events, keys, model_registry, templates, workflow
 
 
-def _root_conftest() -> ModuleType:
-    """tests/conftest.py, loaded by path: any folder's conftest.py may hold the bare module name ``conftest``."""
-    path = Path(__file__).resolve().parents[2] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("sightline_tests_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_ROOT_CONFTEST = _root_conftest()
-TEST_ENV: dict[str, str] = _ROOT_CONFTEST.TEST_ENV
-load_event = _ROOT_CONFTEST.load_event
+from support import TEST_ENV, load_event  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = TEST_ENV["ARTIFACT_BUCKET"]
