@@ -183,59 +183,56 @@ def serving_version(model_id: str) -> tuple[dict, dict]:
     return model, get_version(model_id, int(model["serving_version"]))
 
 
+def _update(key: dict, missing: NotFound, condition: str | None, condition_values: dict | None, fields: dict) -> bool:
+    """SET ``fields`` on an existing item; False when ``condition`` does not hold, ``missing`` when the item
+    does not exist (without a condition)."""
+    names = {f"#{k}": k for k in fields}
+    values = {f":{k}": to_dynamo(v) for k, v in fields.items()}
+    expression = "attribute_exists(pk)"
+    if condition:
+        expression = f"{expression} AND ({condition})"
+        values.update({k: to_dynamo(v) for k, v in (condition_values or {}).items()})
+    try:
+        _table().update_item(
+            Key=key,
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
+            ConditionExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition:
+                return False
+            raise missing from None
+        raise
+
+
 def update_version(
     model_id: str, version: int, condition: str | None = None, condition_values: dict | None = None, **fields: Any
 ) -> bool:
     """Set ``fields`` on the version; with ``condition`` (as for ``update_model``), returns False instead of
     writing when it does not hold."""
-    names = {f"#{k}": k for k in fields}
-    values = {f":{k}": to_dynamo(v) for k, v in fields.items()}
-    expression = "attribute_exists(pk)"
-    if condition:
-        expression = f"{expression} AND ({condition})"
-        values.update({k: to_dynamo(v) for k, v in (condition_values or {}).items()})
-    try:
-        _table().update_item(
-            Key={"pk": keys.model_pk(model_id), "sk": keys.version_sk(version)},
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
-            ConditionExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-        return True
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            if condition:
-                return False
-            raise NotFound(f"model {model_id!r} has no version {version}", code="version_not_found") from None
-        raise
+    return _update(
+        {"pk": keys.model_pk(model_id), "sk": keys.version_sk(version)},
+        NotFound(f"model {model_id!r} has no version {version}", code="version_not_found"),
+        condition,
+        condition_values,
+        fields,
+    )
 
 
 def update_model(model_id: str, condition: str | None = None, condition_values: dict | None = None, **fields: Any) -> bool:
     """Set ``fields`` on the model; with ``condition`` (a DynamoDB condition over ``#name`` placeholders
     of the fields and ``condition_values``), returns False instead of writing when it does not hold."""
-    fields = {**fields, "updated_at": now()}
-    names = {f"#{k}": k for k in fields}
-    values = {f":{k}": to_dynamo(v) for k, v in fields.items()}
-    expression = "attribute_exists(pk)"
-    if condition:
-        expression = f"{expression} AND ({condition})"
-        values.update({k: to_dynamo(v) for k, v in (condition_values or {}).items()})
-    try:
-        _table().update_item(
-            Key={"pk": keys.model_pk(model_id), "sk": keys.META},
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
-            ConditionExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-        return True
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            if condition:
-                return False
-            raise NotFound(f"model {model_id!r} does not exist", code="model_not_found") from None
-        raise
+    return _update(
+        {"pk": keys.model_pk(model_id), "sk": keys.META},
+        NotFound(f"model {model_id!r} does not exist", code="model_not_found"),
+        condition,
+        condition_values,
+        {**fields, "updated_at": now()},
+    )
 
 
 # A model created without a serving version stores serving_version as NULL; older items may lack it.
