@@ -7,6 +7,7 @@ import io
 import json
 import random
 import socket
+import time
 import zipfile
 
 import pytest
@@ -171,3 +172,30 @@ def test_detector_trains_and_returns_boxes_inside_the_image(api, datasets):
         box = prediction["box"]
         assert 0 <= box["x_min"] <= box["x_max"] <= 150
         assert 0 <= box["y_min"] <= box["y_max"] <= 100
+
+
+def test_eventbridge_rules_reach_step_functions_targets(stack):
+    """moto's EventBridge delivers to no Lambda or Step Functions target; the local stack does, as AWS would."""
+    sfn = stack.client("stepfunctions")
+    events = stack.client("events")
+    machine = sfn.create_state_machine(
+        name="on-dataset-updated",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/events-target",
+    )["stateMachineArn"]
+    bus = stack.output("EventBusName")
+    events.put_rule(Name="dataset-updated", EventBusName=bus, EventPattern=json.dumps({"source": ["sightline"], "detail-type": ["DatasetUpdated"]}))
+    events.put_targets(Rule="dataset-updated", EventBusName=bus, Targets=[{"Id": "sfn", "Arn": machine}])
+
+    stack.client("s3").put_object(
+        Bucket=stack.output("DataBucketName"), Key="datasets/trigger/circle/one.png",
+        Body=synthetic.encode(Image.new("RGB", (16, 16), (200, 30, 30))),
+    )
+    deadline = time.time() + 60
+    executions = []
+    while time.time() < deadline and not executions:
+        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+        time.sleep(0.5)
+    assert executions, "the DatasetUpdated event never reached the Step Functions target"
+    started = json.loads(sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
+    assert started["detail-type"] == "DatasetUpdated" and started["detail"]["name"] == "trigger"
