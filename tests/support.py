@@ -66,3 +66,15 @@ def create_resources() -> SimpleNamespace:
     )
 
 
+
+
+def create_training_state_machine() -> str:
+    """A stand-in for the training state machine at ``TRAINING_STATE_MACHINE_ARN`` (one Pass state), in moto."""
+    import boto3
+
+    definition = {"StartAt": "Noop", "States": {"Noop": {"Type": "Pass", "End": True}}}
+    return boto3.client("stepfunctions").create_state_machine(
+        name=TEST_ENV["TRAINING_STATE_MACHINE_ARN"].rsplit(":", 1)[1],
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/sightline-test-train",
+    )["stateMachineArn"]

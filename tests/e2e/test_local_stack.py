@@ -199,3 +199,76 @@ def test_eventbridge_rules_reach_step_functions_targets(stack):
     assert executions, "the DatasetUpdated event never reached the Step Functions target"
     started = json.loads(sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
     assert started["detail-type"] == "DatasetUpdated" and started["detail"]["name"] == "trigger"
+
+
+def _ready_model_named(api, name: str) -> str | None:
+    return next((m["model_id"] for m in api.get("/v1/models").json()["models"] if m["name"] == name and m["status"] == "ready"), None)
+
+
+def _wait_version_done(api, model_id: str, version: int) -> dict:
+    return api.wait_for(f"/v1/models/{model_id}/versions/{version}", lambda v: v["status"] in ("ready", "failed"), timeout=TRAINING_TIMEOUT, interval=1)
+
+
+def test_a_retrain_serves_the_old_version_until_the_new_one_is_at_least_as_good(api, datasets):
+    model_id = _ready_model_named(api, "shapes classifier") or _train(api, {
+        "name": "shapes classifier", "task": "classification", "datasets": ["shapes"],
+        "params": {"epochs": 1, "image_size": 64, "batch_size": 8},
+    })
+    first = _wait_ready(api, model_id)
+    assert first["serving_version"] == 1
+    image = synthetic.encode(synthetic.shapes_image(random.Random(3), 64, 64, labels=("circle",))[0])
+
+    retrain = api.post(f"/v1/models/{model_id}/versions", {"params": {"epochs": 1}})
+    assert retrain.status == 202, retrain.body
+    assert retrain.json() == {"model_id": model_id, "version": 2, "status": "training"}
+    again = api.post(f"/v1/models/{model_id}/versions")
+    assert again.status == 409 and again.json()["error"]["code"] == "version_in_progress"
+
+    answered_while_training = 0
+    while api.get(f"/v1/models/{model_id}/versions/2").json()["status"] == "training":
+        predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png")
+        assert predicted.status == 200, predicted.body
+        model = api.get(f"/v1/models/{model_id}").json()
+        if api.get(f"/v1/models/{model_id}/versions/2").json()["status"] == "training":
+            assert predicted.json()["version"] == 1
+            assert (model["status"], model["serving_version"], model["latest_version"]) == ("ready", 1, 2)
+            answered_while_training += 1
+        time.sleep(0.5)
+    assert answered_while_training, "version 2 finished before a prediction could be made while it trained"
+
+    second = _wait_version_done(api, model_id, 2)
+    assert second["status"] == "ready", second.get("failure_reason")
+    assert second["trigger"] == {"type": "api"} and second["params"]["epochs"] == 1
+    versions = api.get(f"/v1/models/{model_id}/versions").json()["versions"]
+    assert [v["version"] for v in versions] == [2, 1]
+    old, new = versions[1]["metrics"], second["metrics"]
+    assert old["primary_metric"] == new["primary_metric"] == "accuracy"
+    promoted = new["accuracy"] >= old["accuracy"]
+    model = api.get(f"/v1/models/{model_id}").json()
+    assert model["status"] == "ready" and model["serving_version"] == (2 if promoted else 1)
+    assert second["promoted"] is promoted
+    predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png")
+    assert predicted.status == 200 and predicted.json()["version"] == model["serving_version"]
+
+
+def test_new_data_retrains_a_model_that_asks_for_it(stack, api):
+    s3 = stack.client("s3")
+    bucket = stack.output("DataBucketName")
+    s3.put_object(Bucket=bucket, Key="datasets/growing/shapes.zip", Body=synthetic.classification_zip(per_class=4, size=32, seed=7))
+    api.wait_for("/v1/datasets/growing", lambda d: d["status"] == "ready" and d["images"] == 8, timeout=120)
+    model_id = _train(api, {
+        "name": "growing classifier", "task": "classification", "datasets": ["growing"], "retrain_on_new_data": True,
+        "params": {"epochs": 1, "image_size": 32, "batch_size": 4},
+    })
+    assert api.get(f"/v1/models/{model_id}").json()["retrain_on_new_data"] is True
+    _wait_ready(api, model_id)  # one run at a time: data arriving while version 1 trains would start nothing
+
+    extra, _ = synthetic.shapes_image(random.Random(21), 32, 32, labels=("square",))
+    s3.put_object(Bucket=bucket, Key="datasets/growing/square/extra.png", Body=synthetic.encode(extra))
+    model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["latest_version"] >= 2, timeout=120, interval=0.5)
+    assert model["latest_version"] == 2 and model["serving_version"] == 1 and model["status"] == "ready"
+    version = api.get(f"/v1/models/{model_id}/versions/2").json()
+    assert version["trigger"] == {"type": "dataset_updated", "dataset": "growing"}
+    # Let it finish: the local stack runs one training job at a time and stops with the module.
+    assert _wait_version_done(api, model_id, 2)["status"] == "ready"
+    assert api.get(f"/v1/models/{model_id}").json()["latest_version"] == 2

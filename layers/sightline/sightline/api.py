@@ -16,16 +16,15 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from sightline import model_registry, templates, workflow
-from sightline.errors import BadRequest, Conflict, NotFound, SightlineError
+from sightline import model_registry, retraining, templates, training_spec, workflow
+from sightline.errors import BadRequest, NotFound, SightlineError
 
 logger = Logger(child=True)
 app = APIGatewayRestResolver()
 
 MAX_MODEL_NAME_CHARS = 128
-MAX_DATASETS_PER_MODEL = 50
-CREATE_MODEL_FIELDS = ("name", "task", "datasets", "template", "params")
-DATASET_READY = "ready"
+CREATE_MODEL_FIELDS = ("name", "task", "datasets", "template", "params", "retrain_on_new_data")
+CREATE_VERSION_FIELDS = ("datasets", "template", "params")
 
 # (method, path) of every route served here, in the resolver's syntax: the 405 answer and the spec test use it.
 ROUTES: list[tuple[str, str]] = []
@@ -128,27 +127,29 @@ def get_dataset(name: str) -> dict:
 @route("POST", "/v1/models")
 def create_model() -> Response:
     request = _json_body()
-    unknown = sorted(set(request) - set(CREATE_MODEL_FIELDS))
-    if unknown:
-        raise BadRequest(
-            f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(CREATE_MODEL_FIELDS)})", code="unknown_field"
-        )
+    _refuse_unknown_fields(request, CREATE_MODEL_FIELDS)
     name = _model_name(request.get("name"))
     task = request.get("task")
     if task not in templates.TASKS:
         raise BadRequest(f"task must be one of {', '.join(templates.TASKS)}, got {task!r}", code="invalid_task")
-    dataset_names = _dataset_names(request.get("datasets"))
-    template_id = request.get("template")
-    if template_id is not None and not isinstance(template_id, str):
-        raise BadRequest(f"template must be a template id string, got {template_id!r}", code="invalid_template")
-    template = templates.template_for(task, template_id)
-    params = template.resolve_params(request.get("params"))
-    _check_datasets_trainable(dataset_names, task)
+    retrain_on_new_data = request.get("retrain_on_new_data", False)
+    if not isinstance(retrain_on_new_data, bool):
+        raise BadRequest(
+            f"retrain_on_new_data must be true or false, got {retrain_on_new_data!r}", code="invalid_retrain_on_new_data"
+        )
+    spec = training_spec.resolve(
+        task,
+        datasets=request.get("datasets"),
+        template=request.get("template"),
+        params=request.get("params"),
+        read_dataset=dataset_store().get_dataset,
+    )
 
     model, version = model_registry.create_model(
-        name=name, task=task, datasets=dataset_names, template=template.id, params=params
+        name=name, task=task, datasets=spec.datasets, template=spec.template, params=spec.params,
+        retrain_on_new_data=retrain_on_new_data, dataset_digests=spec.dataset_digests,
     )
-    logger.info("model created", extra={"model_id": model["model_id"], "template": template.id})
+    logger.info("model created", extra={"model_id": model["model_id"], "template": spec.template})
     workflow.start_training(model["model_id"], version["version"])
     return json_response(
         202,
@@ -167,6 +168,44 @@ def get_model(model_id: str) -> dict:
     return model_registry.get_model(model_id)
 
 
+@route("POST", "/v1/models/<model_id>/versions")
+def create_version(model_id: str) -> Response:
+    """Train a new version; the body (optional) overrides the model's current datasets, template and params."""
+    request = _json_body(optional=True)
+    _refuse_unknown_fields(request, CREATE_VERSION_FIELDS)
+    model = model_registry.get_model(model_id)
+    template = request.get("template")
+    params = request.get("params")
+    if template is None or template == model["template"]:
+        # Same template: the given params change the model's current ones, the rest carry over.
+        if params is not None and not isinstance(params, dict):
+            raise BadRequest("params must be an object", code="invalid_params")
+        params = {**(model.get("params") or {}), **(params or {})}
+    spec = training_spec.resolve(
+        model["task"],
+        datasets=model["datasets"] if request.get("datasets") is None else request["datasets"],
+        template=template if template is not None else model["template"],
+        params=params,
+        read_dataset=dataset_store().get_dataset,
+    )
+    version = retraining.start_version(model_id, spec, trigger={"type": model_registry.TRIGGER_API})
+    return json_response(
+        202,
+        {"model_id": model_id, "version": version["version"], "status": model_registry.TRAINING},
+        headers={"Location": f"/v1/models/{model_id}/versions/{version['version']}"},
+    )
+
+
+@route("GET", "/v1/models/<model_id>/versions")
+def list_versions(model_id: str) -> dict:
+    query = app.current_event.query_string_parameters or {}
+    limit = _positive_int(query.get("limit"), "limit", default=model_registry.MAX_VERSIONS_PER_PAGE,
+                          maximum=model_registry.MAX_VERSIONS_PER_PAGE)
+    before = _positive_int(query.get("before"), "before", default=None)
+    versions, next_before = model_registry.list_versions(model_id, limit=limit, before=before)
+    return {"versions": versions, "next_before": next_before}
+
+
 @route("GET", "/v1/models/<model_id>/versions/<version>")
 def get_version(model_id: str, version: str) -> dict:
     return model_registry.get_version(model_id, _version_number(version))
@@ -175,12 +214,15 @@ def get_version(model_id: str, version: str) -> dict:
 # ---------------------------------------------------------------- request checks
 
 
-def _json_body() -> dict[str, Any]:
+def _json_body(*, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object; ``{}`` for an empty body when ``optional``."""
     try:
         raw = app.current_event.decoded_body
     except ValueError:  # base64 that is not text
         raise BadRequest("request body is not valid JSON", code="invalid_json") from None
     if raw is None or not raw.strip():
+        if optional:
+            return {}
         raise BadRequest("request body is required: a JSON object", code="invalid_json")
     try:
         body = json.loads(raw)
@@ -204,42 +246,19 @@ def _model_name(name: Any) -> str:
     return name
 
 
-def _dataset_names(datasets: Any) -> list[str]:
-    if not isinstance(datasets, list) or not datasets:
-        raise BadRequest("datasets must be a non-empty list of dataset names", code="invalid_datasets")
-    if len(datasets) > MAX_DATASETS_PER_MODEL:
-        raise BadRequest(
-            f"datasets lists {len(datasets)} datasets; at most {MAX_DATASETS_PER_MODEL} are allowed",
-            code="invalid_datasets",
-        )
-    seen: set[str] = set()
-    for name in datasets:
-        if not isinstance(name, str) or not name.strip():
-            raise BadRequest(f"datasets must contain dataset names, got {name!r}", code="invalid_datasets")
-        if name in seen:
-            raise BadRequest(f"datasets lists {name!r} more than once", code="invalid_datasets")
-        seen.add(name)
-    return list(datasets)
+def _refuse_unknown_fields(request: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(request) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(allowed)})", code="unknown_field")
 
 
-def _check_datasets_trainable(names: list[str], task: str) -> None:
-    store = dataset_store()
-    for name in names:
-        dataset = store.get_dataset(name)
-        if dataset is None:
-            raise BadRequest(f"dataset {name!r} does not exist", code="unknown_dataset")
-        status = dataset.get("status")
-        if status != DATASET_READY:
-            raise Conflict(
-                f"dataset {name!r} is not ready (status: {status}); retry when its registration has finished",
-                code="dataset_not_ready",
-            )
-        dataset_tasks = dataset.get("tasks")
-        if isinstance(dataset_tasks, list) and task not in dataset_tasks:
-            raise BadRequest(
-                f"dataset {name!r} has no {task} data (it has: {', '.join(dataset_tasks) or 'none'})",
-                code="dataset_task_mismatch",
-            )
+def _positive_int(raw: str | None, name: str, *, default: int | None, maximum: int | None = None) -> int | None:
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) < 1 or (maximum is not None and int(raw) > maximum):
+        limit = f" of at most {maximum}" if maximum is not None else ""
+        raise BadRequest(f"{name} must be a positive integer{limit}, got {raw!r}", code=f"invalid_{name}")
+    return int(raw)
 
 
 def _version_number(raw: str) -> int:

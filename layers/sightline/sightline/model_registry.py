@@ -2,20 +2,38 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from sightline import aws, keys
 from sightline.config import get_settings
 from sightline.errors import Conflict, NotFound
+from sightline.training_spec import TrainingSpec
 
 TRAINING = "training"
 READY = "ready"
 FAILED = "failed"
+
+# Why a version was started (the version's ``trigger.type``).
+TRIGGER_CREATE = "create"
+TRIGGER_API = "api"
+TRIGGER_DATASET_UPDATED = "dataset_updated"
+
+MAX_VERSIONS_PER_PAGE = 100
+# Bounded: each lost race means another writer changed the model item in between, which happens rarely.
+_ALLOCATION_ATTEMPTS = 10
+
+
+class VersionInProgress(Conflict):
+    """A version of the model is still training: one training run per model at a time."""
+
+    code = "version_in_progress"
 
 
 def now() -> str:
@@ -54,11 +72,11 @@ def from_dynamo(value: Any) -> Any:
 
 _MODEL_FIELDS = (
     "model_id", "name", "task", "datasets", "template", "params", "status", "classes",
-    "serving_version", "latest_version", "failure_reason", "created_at", "updated_at",
+    "serving_version", "latest_version", "retrain_on_new_data", "failure_reason", "created_at", "updated_at",
 )
 _VERSION_FIELDS = (
-    "model_id", "version", "status", "template", "params", "datasets", "metrics", "artifacts", "promoted",
-    "failure_reason", "execution_arn", "job_id", "classes", "created_at", "finished_at",
+    "model_id", "version", "status", "template", "params", "datasets", "trigger", "metrics", "artifacts",
+    "promoted", "failure_reason", "execution_arn", "job_id", "classes", "created_at", "finished_at",
 )
 
 
@@ -67,7 +85,28 @@ def _public(item: dict, fields: tuple[str, ...]) -> dict:
     return {field: plain.get(field) for field in fields}
 
 
-def create_model(*, name: str, task: str, datasets: list[str], template: str, params: dict) -> tuple[dict, dict]:
+def _public_model(item: dict) -> dict:
+    model = _public(item, _MODEL_FIELDS)
+    model["retrain_on_new_data"] = bool(model["retrain_on_new_data"])  # absent on models created before it
+    return model
+
+
+def _model_state(item: dict) -> dict:
+    """The public model plus what retraining decides on: each dataset's training-data digest when the newest
+    version was started (``dataset_digests``)."""
+    return {**_public_model(item), "dataset_digests": from_dynamo(item.get("dataset_digests") or {})}
+
+
+def create_model(
+    *,
+    name: str,
+    task: str,
+    datasets: list[str],
+    template: str,
+    params: dict,
+    retrain_on_new_data: bool = False,
+    dataset_digests: dict[str, str | None] | None = None,
+) -> tuple[dict, dict]:
     """A new model in status ``training`` with version 1 in status ``training``, written atomically."""
     model_id = new_model_id()
     created = now()
@@ -85,18 +124,33 @@ def create_model(*, name: str, task: str, datasets: list[str], template: str, pa
         "status": TRAINING,
         "classes": [],
         "serving_version": None,
+        # The version counter: the newest version's number (see create_version).
         "latest_version": 1,
+        "retrain_on_new_data": retrain_on_new_data,
+        "dataset_digests": dataset_digests or {},
         "failure_reason": None,
         "created_at": created,
         "updated_at": created,
     }
-    version = _version_item(model_id, 1, template=template, params=params, datasets=datasets, created=created)
+    version = _version_item(
+        model_id, 1, template=template, params=params, datasets=datasets, created=created,
+        trigger={"type": TRIGGER_CREATE},
+    )
     aws.client("dynamodb")  # warm the client pool before the transaction
     _transact_put([model, version])
-    return _public(model, _MODEL_FIELDS), _public(version, _VERSION_FIELDS)
+    return _public_model(model), _public(version, _VERSION_FIELDS)
 
 
-def _version_item(model_id: str, version: int, *, template: str, params: dict, datasets: list[str], created: str) -> dict:
+def _version_item(
+    model_id: str,
+    version: int,
+    *,
+    template: str,
+    params: dict,
+    datasets: list[str],
+    created: str,
+    trigger: dict | None = None,
+) -> dict:
     return {
         "pk": keys.model_pk(model_id),
         "sk": keys.version_sk(version),
@@ -106,6 +160,7 @@ def _version_item(model_id: str, version: int, *, template: str, params: dict, d
         "template": template,
         "params": to_dynamo(params),
         "datasets": datasets,
+        "trigger": trigger,
         "metrics": None,
         "artifacts": {},
         "promoted": False,
@@ -118,17 +173,21 @@ def _version_item(model_id: str, version: int, *, template: str, params: dict, d
     }
 
 
-def _transact_put(items: list[dict]) -> None:
-    from boto3.dynamodb.types import TypeSerializer
+_serializer = TypeSerializer()
 
-    serializer = TypeSerializer()
+
+def _serialized(values: dict) -> dict:
+    return {k: _serializer.serialize(to_dynamo(v)) for k, v in values.items()}
+
+
+def _transact_put(items: list[dict]) -> None:
     table_name = get_settings().table_name
     aws.client("dynamodb").transact_write_items(
         TransactItems=[
             {
                 "Put": {
                     "TableName": table_name,
-                    "Item": {k: serializer.serialize(v) for k, v in item.items()},
+                    "Item": _serialized(item),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -137,11 +196,159 @@ def _transact_put(items: list[dict]) -> None:
     )
 
 
-def get_model(model_id: str) -> dict:
+def _model_item(model_id: str) -> dict:
     item = _table().get_item(Key={"pk": keys.model_pk(model_id), "sk": keys.META}, ConsistentRead=True).get("Item")
     if item is None:
         raise NotFound(f"model {model_id!r} does not exist", code="model_not_found")
-    return _public(item, _MODEL_FIELDS)
+    return item
+
+
+def get_model(model_id: str) -> dict:
+    return _public_model(_model_item(model_id))
+
+
+def create_version(
+    model_id: str,
+    spec: TrainingSpec,
+    *,
+    trigger: dict,
+    precondition: Callable[[dict], None] | None = None,
+) -> tuple[dict, dict]:
+    """Allocate the model's next version number and write that version in status ``training``, atomically.
+
+    One transaction raises the counter (``latest_version``) from the value just read, checks that the version
+    it names is not training, and creates the new version item, so concurrent callers never share or reuse a
+    number and never start two runs at once (``VersionInProgress``). The model takes ``spec`` as its current
+    datasets, template and params; it becomes ``training`` only when it serves no version (a serving model
+    stays ``ready`` and keeps answering predictions). ``precondition`` sees the model as read (with
+    ``dataset_digests``) before each attempt and may raise to refuse. Returns (model as read, new version).
+    """
+    for _ in range(_ALLOCATION_ATTEMPTS):
+        item = _model_item(model_id)
+        model = _model_state(item)
+        current = int(model["latest_version"])
+        if _version_status(model_id, current) == TRAINING:
+            raise VersionInProgress(
+                f"model {model_id} version {current} is still training; start another when it has finished"
+            )
+        if precondition is not None:
+            precondition(model)
+        number = current + 1
+        version = _version_item(
+            model_id, number, template=spec.template, params=spec.params, datasets=spec.datasets,
+            created=now(), trigger=trigger,
+        )
+        if _allocate(model_id, model, version, spec):
+            return model, _public(version, _VERSION_FIELDS)
+    raise Conflict(f"could not start a new version of model {model_id}: too many concurrent changes")
+
+
+def _version_status(model_id: str, version: int) -> str | None:
+    item = _table().get_item(
+        Key={"pk": keys.model_pk(model_id), "sk": keys.version_sk(version)},
+        ConsistentRead=True,
+        ProjectionExpression="#status",
+        ExpressionAttributeNames={"#status": "status"},
+    ).get("Item")
+    return item.get("status") if item else None
+
+
+def _allocate(model_id: str, model: dict, version: dict, spec: TrainingSpec) -> bool:
+    """The allocation transaction; False when the model or its newest version changed since they were read."""
+    current = int(model["latest_version"])
+    fields: dict[str, Any] = {
+        "latest_version": version["version"],
+        "datasets": spec.datasets,
+        "template": spec.template,
+        "params": spec.params,
+        "dataset_digests": spec.dataset_digests,
+        "updated_at": version["created_at"],
+    }
+    condition = "latest_version = :current"
+    values: dict[str, Any] = {":current": current}
+    if model.get("serving_version") is None:
+        # Nothing serves yet, so the model is training again; conditional, so a promotion that lands in
+        # between is not overwritten with "training".
+        fields["status"] = TRAINING
+        condition += f" AND ({_NO_SERVING_VERSION})"
+        values[":null_type"] = "NULL"
+    values.update({f":{name}": value for name, value in fields.items()})
+    table_name = get_settings().table_name
+    try:
+        aws.client("dynamodb").transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": table_name,
+                        "Key": _serialized({"pk": keys.model_pk(model_id), "sk": keys.META}),
+                        "UpdateExpression": "SET " + ", ".join(f"#{name} = :{name}" for name in fields),
+                        "ConditionExpression": f"attribute_exists(pk) AND {condition}",
+                        "ExpressionAttributeNames": {f"#{name}": name for name in fields},
+                        "ExpressionAttributeValues": _serialized(values),
+                    }
+                },
+                {
+                    # Only the newest version can be training (each one starts after the one before finished).
+                    "ConditionCheck": {
+                        "TableName": table_name,
+                        "Key": _serialized({"pk": keys.model_pk(model_id), "sk": keys.version_sk(current)}),
+                        "ConditionExpression": "attribute_not_exists(pk) OR #status <> :training",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": _serialized({":training": TRAINING}),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": table_name,
+                        "Item": _serialized(version),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("TransactionCanceledException", "TransactionConflictException"):
+            return False  # read again: either someone else allocated (the next read says so) or a write raced
+        raise
+
+
+def list_versions(model_id: str, *, limit: int = MAX_VERSIONS_PER_PAGE, before: int | None = None) -> tuple[list[dict], int | None]:
+    """The model's versions newest first, at most ``limit`` of them, only those older than ``before`` when
+    given; and the ``before`` of the next page (None on the last one)."""
+    get_model(model_id)  # 404 for an unknown model, not an empty list
+    upper = keys.version_sk(before - 1) if before is not None else keys.version_sk(999_999)
+    page = _table().query(
+        KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)) & Key("sk").between(keys.version_sk(0), upper),
+        ScanIndexForward=False,
+        ConsistentRead=True,
+        Limit=limit,
+    )
+    versions = [_public(item, _VERSION_FIELDS) for item in page.get("Items", [])]
+    # Numbers run 1, 2, 3... without gaps (each is allocated with its item), so a page ending at 1 is the last.
+    if "LastEvaluatedKey" in page and versions and versions[-1]["version"] > 1:
+        return versions, versions[-1]["version"]
+    return versions, None
+
+
+def models_retraining_on(dataset: str) -> list[dict]:
+    """Models with ``retrain_on_new_data`` whose datasets include ``dataset`` (with ``dataset_digests``).
+
+    Reads the whole MODELS index and filters: one query per dataset event, cheap up to thousands of models;
+    beyond that, per-dataset subscription items would avoid reading every model.
+    """
+    found: list[dict] = []
+    kwargs: dict[str, Any] = {
+        "IndexName": keys.GSI1,
+        "KeyConditionExpression": Key("gsi1pk").eq(keys.MODELS_INDEX_PK),
+        "FilterExpression": Attr("retrain_on_new_data").eq(True) & Attr("datasets").contains(dataset),
+    }
+    while True:
+        page = _table().query(**kwargs)
+        found.extend(_model_state(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return found
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def list_models() -> list[dict]:
@@ -154,7 +361,7 @@ def list_models() -> list[dict]:
     }
     while True:
         page = _table().query(**kwargs)
-        models.extend(_public(item, _MODEL_FIELDS) for item in page.get("Items", []))
+        models.extend(_public_model(item) for item in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             return models
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -136,8 +136,9 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
     key = manifest_key(model_id, version_number)
     manifest = _read_json(key)
     if manifest is None:
+        # The version's own datasets: a retrain may train on others than the model was created with.
         built = manifest_module().build_manifest(
-            list(model["datasets"]), model["task"], get_settings().validation_fraction
+            list(version.get("datasets") or model["datasets"]), model["task"], get_settings().validation_fraction
         )
         # Conditional create: of two concurrent attempts only the first snapshot is kept, and both use it.
         manifest = built if _create_json(key, built) else _read_json(key)

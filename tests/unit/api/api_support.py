@@ -13,9 +13,7 @@ import boto3
 import pytest
 
 
-from support import TEST_ENV, load_event  # noqa: E402,F401
-
-STATE_MACHINE_NAME = TEST_ENV["TRAINING_STATE_MACHINE_ARN"].rsplit(":", 1)[1]
+from support import TEST_ENV, create_training_state_machine, load_event  # noqa: E402,F401
 
 
 def dataset(name: str, *, status: str = "ready", tasks: tuple[str, ...] = ("classification",), **extra: Any) -> dict:
@@ -62,15 +60,6 @@ class LambdaContext:
         return 30_000
 
 
-def create_state_machine() -> str:
-    definition = {"StartAt": "Noop", "States": {"Noop": {"Type": "Pass", "End": True}}}
-    return boto3.client("stepfunctions").create_state_machine(
-        name=STATE_MACHINE_NAME,
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::123456789012:role/sightline-test-train",
-    )["stateMachineArn"]
-
-
 @pytest.fixture
 def api_env(aws_resources, monkeypatch):
     """moto resources, the state machine, an empty fake dataset store wired into ``sightline.api``."""
@@ -78,7 +67,7 @@ def api_env(aws_resources, monkeypatch):
 
     store = FakeDatasetStore()
     monkeypatch.setattr(api, "dataset_store", lambda: store)
-    state_machine_arn = create_state_machine()
+    state_machine_arn = create_training_state_machine()
     assert state_machine_arn == TEST_ENV["TRAINING_STATE_MACHINE_ARN"]
     return SimpleNamespace(
         resources=aws_resources, store=store, sfn=boto3.client("stepfunctions"), state_machine_arn=state_machine_arn
@@ -93,6 +82,7 @@ def request(
     body: Any = None,
     raw_body: str | None = None,
     base64_body: bool = False,
+    query: dict[str, str] | None = None,
 ) -> SimpleNamespace:
     """Send a REST proxy event (a fixture, optionally changed) through the resolver; the answer, parsed."""
     from sightline.api import app
@@ -102,6 +92,9 @@ def request(
         event["httpMethod"] = event["requestContext"]["httpMethod"] = method
     if path is not None:
         event["path"] = path
+    if query is not None:
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = {name: [value] for name, value in query.items()}
     if body is not None:
         raw_body = json.dumps(body)
     if raw_body is not None:

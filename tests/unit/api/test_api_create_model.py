@@ -118,7 +118,11 @@ def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, mess
     ("change", "code", "message"),
     [
         ({"epochs": 3}, "unknown_field",
-         "unknown fields: epochs (allowed: name, task, datasets, template, params)"),
+         "unknown fields: epochs (allowed: name, task, datasets, template, params, retrain_on_new_data)"),
+        ({"retrain_on_new_data": "yes"}, "invalid_retrain_on_new_data",
+         "retrain_on_new_data must be true or false, got 'yes'"),
+        ({"retrain_on_new_data": 1}, "invalid_retrain_on_new_data",
+         "retrain_on_new_data must be true or false, got 1"),
         ({"name": None}, "invalid_name", "name must be a string of 1 to 128 characters"),
         ({"name": 7}, "invalid_name", "name must be a string of 1 to 128 characters"),
         ({"name": "   "}, "invalid_name", "name must be 1 to 128 characters, got 0"),

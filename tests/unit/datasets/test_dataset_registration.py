@@ -220,6 +220,27 @@ def test_recompute_publishes_dataset_updated(datasets, monkeypatch):
     )
 
 
+def test_the_training_digest_changes_with_the_training_data_only(datasets):
+    datasets.register("datasets/x/cat/1.png", png(1))
+    first = store.get_dataset("x", consistent=True)["training_digests"]
+    assert set(first) == {"classification"} and len(first["classification"]) == 64
+
+    datasets.register("datasets/x/cat/1.png")  # the same upload again: recomputed, same data
+    datasets.register("datasets/x/notes.txt", b"not an image")  # an issue, not training data
+    assert store.get_dataset("x")["training_digests"] == first
+
+    datasets.register("datasets/x/dog/2.png", png(2, label="square"))
+    assert store.get_dataset("x")["training_digests"]["classification"] != first["classification"]
+
+
+def test_a_relabelled_image_changes_the_digest_though_the_counts_do_not(datasets):
+    datasets.register("datasets/x/cat/1.png", png(1))
+    datasets.register("datasets/y/dog/1.png", png(1))
+    x, y = store.get_dataset("x"), store.get_dataset("y")
+    assert (x["images"], len(x["classes"])) == (y["images"], len(y["classes"]))
+    assert x["training_digests"] != y["training_digests"]
+
+
 def test_same_image_in_two_class_folders_keeps_one_label(datasets):
     image = png(1)
     datasets.register("datasets/x/cat/1.png", image)
@@ -258,7 +279,7 @@ def test_list_datasets_in_public_shape(datasets):
 
     assert [dataset["name"] for dataset in listed] == ["a", "b"]
     assert set(listed[0]) == {"name", "status", "classes", "images", "annotations", "tasks", "issues",
-                              "issue_count", "created_at", "updated_at"}
+                              "issue_count", "training_digests", "created_at", "updated_at"}
     assert store.get_dataset("nope") is None
     assert store.get_dataset("../etc") is None
 

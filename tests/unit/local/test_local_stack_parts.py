@@ -23,7 +23,7 @@ def expanded():
 
 def test_every_function_and_layer_is_packaged_from_its_folder(expanded):
     functions = {k: r for k, r in expanded.resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 6
+    assert len(functions) == 7
     for resource in functions.values():
         key = resource["Properties"]["Code"]["S3Key"]
         folder = expanded.code_dirs[key]
@@ -43,7 +43,8 @@ def test_routes_come_from_the_expanded_api(expanded):
     assert table[("GET", "/v1/health")] == ("api", False)
     assert table[("POST", "/v1/models/{id}/predict")] == ("predict", True)
     assert table[("GET", "/v1/models/{id}/versions/{version}")] == ("api", True)
-    assert len(table) == 9
+    assert table[("POST", "/v1/models/{id}/versions")] == ("api", True)
+    assert len(table) == 11
 
 
 def test_intrinsics_resolve_like_cloudformation():

@@ -125,3 +125,11 @@ def test_the_real_manifest_builder_is_what_runs_by_default(workflow_env, monkeyp
     monkeypatch.setattr(workflow, "manifest_module", lambda: importlib.import_module("sightline.datasets.manifest"))
     with pytest.raises((NotFound, BadRequest), match="pets"):
         workflow.prepare_training({"model_id": workflow_env.model_id, "version": 1})
+
+
+def test_a_version_trains_on_its_own_datasets(workflow_env):
+    """A retrain may name other datasets than the model was created with: the manifest follows the version."""
+    model_id = workflow_env.model_id
+    model_registry.update_version(model_id, 1, datasets=["pets", "more-pets"])
+    workflow.prepare_training({"model_id": model_id, "version": 1})
+    assert workflow_env.builder.calls == [(["pets", "more-pets"], "classification", 0.2)]

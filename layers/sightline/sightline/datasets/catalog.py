@@ -6,6 +6,7 @@ the result does not depend on the order the objects arrived in.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 from collections import Counter, defaultdict
@@ -109,6 +110,16 @@ class DatasetContents:
         if self.annotation_count:
             present.append(DETECTION)
         return present
+
+    def training_digests(self) -> dict[str, str]:
+        """Per task present: a SHA-256 of what a manifest for that task holds (image contents, labels or boxes),
+        so it changes when, and only when, a model of that task would train on different data."""
+        return {
+            task: hashlib.sha256(
+                json.dumps(self.items(task, bucket=""), sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            for task in self.tasks()
+        }
 
     def items(self, task: str, bucket: str) -> list[dict[str, Any]]:
         """Manifest items (without ``split``) for ``task``, ordered by id."""

@@ -391,6 +391,7 @@ def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, A
         "tasks": contents.tasks(),
         "issues": fit_issues(contents.issues.items[: catalog.DATASET_ISSUE_LIMIT], DATASET_ISSUE_BYTES),
         "issue_count": contents.issues.count,
+        "training_digests": contents.training_digests(),
         "listed_at": listed_at,
         "updated_at": now,
         "gsi1pk": keys.DATASETS_INDEX_PK,

@@ -40,6 +40,7 @@ def public_dataset(item: dict[str, Any]) -> dict[str, Any]:
         "tasks": list(item.get("tasks", [])),
         "issues": [{"key": issue["key"], "reason": issue["reason"]} for issue in item.get("issues", [])],
         "issue_count": item.get("issue_count", 0),
+        "training_digests": dict(item.get("training_digests", {})),
         "created_at": item.get("created_at"),
         "updated_at": item.get("updated_at"),
     }
@@ -49,10 +50,10 @@ def _table() -> Any:
     return aws.table(get_settings().table_name)
 
 
-def get_dataset(name: str) -> dict[str, Any] | None:
+def get_dataset(name: str, *, consistent: bool = False) -> dict[str, Any] | None:
     if not is_valid_dataset_name(name):
         return None
-    item = _table().get_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META}).get("Item")
+    item = _table().get_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META}, ConsistentRead=consistent).get("Item")
     return public_dataset(item) if item else None
 
 

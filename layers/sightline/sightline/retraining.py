@@ -1,0 +1,137 @@
+"""New versions of existing models: on request (``POST /v1/models/{id}/versions``) and when a dataset a model
+trains on gets new data (a ``DatasetUpdated`` event for a model with ``retrain_on_new_data``).
+
+Both go through ``start_version``: allocate the next version (``model_registry.create_version``: one training
+run per model at a time), start the training workflow exactly as model creation does, announce it.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from sightline import events, model_registry, training_spec, workflow
+from sightline.errors import SightlineError
+from sightline.training_spec import TrainingSpec
+
+logger = Logger(child=True)
+
+MODEL_RETRAIN_STARTED = "ModelRetrainStarted"
+DATASET_READY = "ready"
+
+# What happened to each model a DatasetUpdated event concerns.
+STARTED = "started"
+UNCHANGED = "unchanged"  # the model's newest version already started from this data
+IN_PROGRESS = "version_in_progress"
+NOT_TRAINABLE = "not_trainable"  # a dataset of the model is missing, not ready or has no data for its task
+FAILED = "failed"
+
+
+class DataAlreadyTrained(SightlineError):
+    """The model's newest version was started from exactly this dataset content."""
+
+    status = 409
+    code = "data_unchanged"
+
+
+def dataset_store() -> ModuleType:
+    """``sightline.datasets.store``, imported when first needed (tests replace this function)."""
+    return importlib.import_module("sightline.datasets.store")
+
+
+def start_version(
+    model_id: str, spec: TrainingSpec, *, trigger: dict, precondition: Callable[[dict], None] | None = None
+) -> dict:
+    """Create the model's next version in status training and start its workflow; the new version.
+
+    Raises ``VersionInProgress`` while another version trains, ``TrainingUnavailable`` when the workflow
+    cannot start (the version is then failed; the model too only if it serves nothing).
+    """
+    model, version = model_registry.create_version(model_id, spec, trigger=trigger, precondition=precondition)
+    number = version["version"]
+    logger.info("version created", extra={"model_id": model_id, "version": number, "trigger": trigger})
+    workflow.start_training(model_id, number)
+    events.publish(
+        MODEL_RETRAIN_STARTED,
+        {"model_id": model_id, "version": number, "serving_version": model.get("serving_version"),
+         "trigger": trigger},
+    )
+    return version
+
+
+def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
+    """A ``DatasetUpdated`` event: start a version of every model that opted in, trains on the dataset, has no
+    version training, and has not already started a version from the dataset's current content.
+
+    The dataset is read again (strongly consistent) rather than trusted from the event, so late, repeated or
+    reordered events all see the newest content, and the training-data digest tells new data from a repeat.
+    """
+    detail = event.get("detail") or {}
+    name = detail.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"DatasetUpdated event without a dataset name: {detail!r}")
+    store = dataset_store()
+    dataset = store.get_dataset(name, consistent=True)
+    if dataset is None or dataset.get("status") != DATASET_READY:
+        logger.info("dataset not ready; nothing to retrain", extra={"dataset": name})
+        return {"dataset": name, "models": []}
+
+    outcomes: list[dict[str, Any]] = []
+    unexpected: list[Exception] = []
+    for model in model_registry.models_retraining_on(name):
+        try:
+            outcome = _retrain(model, name, dataset, store)
+        except Exception as error:  # noqa: BLE001 - one model's failure must not keep the others from retraining
+            logger.exception("retrain failed", extra={"model_id": model["model_id"], "dataset": name})
+            outcome = {"outcome": FAILED, "reason": str(error)}
+            if not isinstance(error, SightlineError):
+                unexpected.append(error)
+        outcomes.append({"model_id": model["model_id"], **outcome})
+    logger.info("dataset update handled", extra={"dataset": name, "models": outcomes})
+    if unexpected:
+        # Throttling or a service error: fail the invocation so the event is delivered again. Safe: models
+        # already started now have a version training, or the digest of this content.
+        raise RuntimeError(f"retraining failed for {len(unexpected)} model(s) of dataset {name}") from unexpected[0]
+    return {"dataset": name, "models": outcomes}
+
+
+def _retrain(model: dict, name: str, dataset: dict, store: ModuleType) -> dict[str, Any]:
+    if _already_started_from(model, name, (dataset.get("training_digests") or {}).get(model["task"])):
+        return {"outcome": UNCHANGED}  # the common repeat, answered before reading the model's other datasets
+    try:
+        # Every dataset of the model is checked as at creation; its current template and params carry over.
+        digests = training_spec.check_datasets_trainable(
+            list(model["datasets"]), model["task"], lambda each: store.get_dataset(each, consistent=True)
+        )
+    except SightlineError as refusal:
+        return {"outcome": NOT_TRAINABLE, "reason": refusal.message}
+    digest = digests.get(name)
+
+    def data_is_new(current: dict) -> None:
+        # Checked again on the model as read inside the allocation: a concurrent duplicate event loses here.
+        if _already_started_from(current, name, digest):
+            raise DataAlreadyTrained(f"model {current['model_id']} already started a version from this data of {name}")
+
+    spec = TrainingSpec(
+        datasets=list(model["datasets"]), template=model["template"], params=dict(model["params"] or {}),
+        dataset_digests=digests,
+    )
+    try:
+        version = start_version(
+            model["model_id"], spec,
+            trigger={"type": model_registry.TRIGGER_DATASET_UPDATED, "dataset": name},
+            precondition=data_is_new,
+        )
+    except DataAlreadyTrained:
+        return {"outcome": UNCHANGED}
+    except model_registry.VersionInProgress as refusal:
+        return {"outcome": IN_PROGRESS, "reason": refusal.message}
+    return {"outcome": STARTED, "version": version["version"]}
+
+
+def _already_started_from(model: dict, dataset: str, digest: str | None) -> bool:
+    recorded = model.get("dataset_digests") or {}
+    return dataset in recorded and recorded[dataset] == digest

@@ -1,0 +1,85 @@
+"""What a model version trains on (datasets, template, params), checked the same way wherever a version starts:
+``POST /v1/models``, ``POST /v1/models/{id}/versions`` and event-triggered retraining."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sightline import templates
+from sightline.errors import BadRequest, Conflict
+
+MAX_DATASETS_PER_MODEL = 50
+DATASET_READY = "ready"
+
+# name -> the dataset's public view (``sightline.datasets.store.public_dataset``), or None when there is none
+DatasetReader = Callable[[str], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    datasets: list[str]
+    template: str
+    params: dict[str, int | float]
+    # Each dataset's training-data digest for the model's task when it was checked (None: the dataset predates
+    # digests). Stored on the model so event-triggered retraining can tell new data from a repeated event.
+    dataset_digests: dict[str, str | None]
+
+
+def resolve(
+    task: str, *, datasets: Any, template: Any, params: Any, read_dataset: DatasetReader
+) -> TrainingSpec:
+    """Validate a request's datasets, template and params for ``task``; raise ``BadRequest``/``Conflict``
+    naming the first wrong field (in that order, datasets last checked against the store)."""
+    names = dataset_names(datasets)
+    chosen = templates.template_for(task, template_id(template))
+    resolved = chosen.resolve_params(params)
+    digests = check_datasets_trainable(names, task, read_dataset)
+    return TrainingSpec(datasets=names, template=chosen.id, params=resolved, dataset_digests=digests)
+
+
+def dataset_names(datasets: Any) -> list[str]:
+    if not isinstance(datasets, list) or not datasets:
+        raise BadRequest("datasets must be a non-empty list of dataset names", code="invalid_datasets")
+    if len(datasets) > MAX_DATASETS_PER_MODEL:
+        raise BadRequest(
+            f"datasets lists {len(datasets)} datasets; at most {MAX_DATASETS_PER_MODEL} are allowed",
+            code="invalid_datasets",
+        )
+    seen: set[str] = set()
+    for name in datasets:
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequest(f"datasets must contain dataset names, got {name!r}", code="invalid_datasets")
+        if name in seen:
+            raise BadRequest(f"datasets lists {name!r} more than once", code="invalid_datasets")
+        seen.add(name)
+    return list(datasets)
+
+
+def template_id(template: Any) -> str | None:
+    if template is not None and not isinstance(template, str):
+        raise BadRequest(f"template must be a template id string, got {template!r}", code="invalid_template")
+    return template
+
+
+def check_datasets_trainable(names: list[str], task: str, read_dataset: DatasetReader) -> dict[str, str | None]:
+    """Every dataset exists, is ready and has ``task`` data. Returns each one's training-data digest for ``task``."""
+    digests: dict[str, str | None] = {}
+    for name in names:
+        dataset = read_dataset(name)
+        if dataset is None:
+            raise BadRequest(f"dataset {name!r} does not exist", code="unknown_dataset")
+        status = dataset.get("status")
+        if status != DATASET_READY:
+            raise Conflict(
+                f"dataset {name!r} is not ready (status: {status}); retry when its registration has finished",
+                code="dataset_not_ready",
+            )
+        dataset_tasks = dataset.get("tasks")
+        if isinstance(dataset_tasks, list) and task not in dataset_tasks:
+            raise BadRequest(
+                f"dataset {name!r} has no {task} data (it has: {', '.join(dataset_tasks) or 'none'})",
+                code="dataset_task_mismatch",
+            )
+        digests[name] = (dataset.get("training_digests") or {}).get(task)
+    return digests
