@@ -81,3 +81,32 @@ def test_predict_function_ships_onnxruntime_and_no_torch():
     assert "onnxruntime" in requirements and "torch" not in requirements
     layer = (ROOT / "layers" / "sightline" / "requirements.txt").read_text().lower()
     assert "torch" not in layer
+
+
+def _makefile_built() -> dict[str, Path]:
+    built = {}
+    for name, resource in RESOURCES.items():
+        if resource.get("Metadata", {}).get("BuildMethod") == "makefile":
+            properties = resource["Properties"]
+            built[name] = ROOT / (properties.get("CodeUri") or properties["ContentUri"])
+    return built
+
+
+def test_every_function_and_the_layer_build_with_a_makefile():
+    built = _makefile_built()
+    assert set(built) == set(_functions()) | {"SightlineLayer"}
+    assert TEMPLATE["Globals"]["Function"]["Runtime"] == "python3.12"
+
+
+@pytest.mark.parametrize("name", sorted(_makefile_built()))
+def test_the_makefile_has_the_build_target_sam_calls(name, tmp_path):
+    folder = _makefile_built()[name]
+    result = subprocess.run(
+        ["make", "--dry-run", "-f", str(folder / "Makefile"), f"build-{name}", f"ARTIFACTS_DIR={tmp_path}"],
+        cwd=folder, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    requirements = [line for line in (folder / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    if requirements:
+        # Binary wheels must be the Lambda runtime's, not this machine's.
+        assert "--python-version 3.12" in result.stdout and "--only-binary=:all:" in result.stdout
