@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -37,6 +38,15 @@ Press Ctrl-C to stop.
 """
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sightline", description="Sightline: self-hosted custom vision")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for port, flag in ((args.aws_port, "--aws-port"), (args.api_port, "--api-port")):
+        if not port_is_free(args.host, port):
+            print(f"sightline: {args.host}:{port} is in use (another local stack?); choose another with {flag}", file=sys.stderr)
+            return 2
     stack = LocalStack(StackConfig(host=args.host, api_port=args.api_port, aws_port=args.aws_port, state_dir=args.state_dir))
     stack.start()
     print(banner(stack), flush=True)

@@ -117,3 +117,16 @@ def test_front_rejects_unknown_routes_and_huge_bodies(front):
     assert api.handle("GET", "/v1/nothing", {}, b"", "127.0.0.1")[0] == 403
     assert api.handle("DELETE", "/v1/health", {}, b"", "127.0.0.1")[0] == 403
     assert api.handle("POST", "/v1/models/m/predict", {"x-api-key": "k"}, b"x" * (10 * 1024 * 1024 + 1), "127.0.0.1")[0] == 413
+
+
+def test_cli_refuses_a_busy_port_with_a_clear_message(capsys):
+    import socket
+
+    from sightline_local.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["local", "up", "--no-demo", "--aws-port", str(port)]) == 2
+    assert f"127.0.0.1:{port} is in use" in capsys.readouterr().err
