@@ -99,8 +99,8 @@ def detection_transforms(image_size: int, train: bool) -> v2.Compose:
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True)])
 
 
-class ClassificationDataset(Dataset):
-    """``(image [3, S, S] normalised, class index)`` per manifest item."""
+class _ManifestDataset(Dataset):
+    """Manifest items whose images were fetched to ``paths`` (by item id), read through ``transform``."""
 
     def __init__(self, items: Sequence[ManifestItem], paths: dict[str, Path], transform: Callable) -> None:
         self.items = list(items)
@@ -109,22 +109,18 @@ class ClassificationDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+class ClassificationDataset(_ManifestDataset):
+    """``(image [3, S, S] normalised, class index)`` per manifest item."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         item = self.items[index]
         return self.transform(load_rgb(self.paths[item.id])), item.class_index
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset(_ManifestDataset):
     """``(image [3, S, S] in [0, 1], {"boxes": BoundingBoxes XYXY, "labels": int64})`` per manifest item."""
-
-    def __init__(self, items: Sequence[ManifestItem], paths: dict[str, Path], transform: Callable) -> None:
-        self.items = list(items)
-        self.paths = paths
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         item = self.items[index]

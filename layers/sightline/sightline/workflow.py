@@ -209,17 +209,14 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         "checkpoint": s3_uri(keys.checkpoint_prefix(model_id, version_number) + CHECKPOINT_FILE),
     }
     # Only the call that moves the version out of training announces it: a repeated call stays quiet.
-    became_ready = model_registry.update_version(
+    became_ready = _finish_version(
         model_id,
         version_number,
-        condition="#status = :training",
-        condition_values={":training": model_registry.TRAINING},
-        status=model_registry.READY,
+        model_registry.READY,
         metrics=metrics,
         artifacts=artifacts,
         classes=classes,
         job_id=job_id or version.get("job_id"),
-        finished_at=model_registry.now(),
     )
     model_registry.raise_latest_version(model_id, version_number)
     if became_ready:
@@ -306,17 +303,27 @@ def record_failure(event: dict[str, Any]) -> dict[str, Any]:
     return {"model_id": model_id, "version": version_number, "status": model_registry.FAILED, "reason": reason}
 
 
-def _mark_failed(model_id: str, version_number: int, reason: str) -> bool:
-    """Version failed (unless it already finished: a ready version stays ready); model failed only if it
-    serves nothing, else it keeps serving and just carries the reason. Returns whether the version changed."""
-    marked = model_registry.update_version(
+def _finish_version(model_id: str, version_number: int, status: str, **fields: Any) -> bool:
+    """Move a version out of ``training`` (once: a finished version never changes status again)."""
+    return model_registry.update_version(
         model_id,
         version_number,
         condition="#status = :training",
         condition_values={":training": model_registry.TRAINING},
-        status=model_registry.FAILED,
-        failure_reason=reason,
+        status=status,
         finished_at=model_registry.now(),
+        **fields,
+    )
+
+
+def _mark_failed(model_id: str, version_number: int, reason: str) -> bool:
+    """Version failed (unless it already finished: a ready version stays ready); model failed only if it
+    serves nothing, else it keeps serving and just carries the reason. Returns whether the version changed."""
+    marked = _finish_version(
+        model_id,
+        version_number,
+        model_registry.FAILED,
+        failure_reason=reason,
     )
     if not marked:
         return False
