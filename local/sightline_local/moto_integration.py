@@ -78,6 +78,15 @@ class LocalJobRunner:
         self.log_dir = log_dir
         self.workdir = workdir
         self._slots = threading.Semaphore(concurrency)
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    def shutdown(self) -> None:
+        """Stop running jobs as Batch would (SIGTERM, then SIGKILL): the trainer checkpoints on the way out."""
+        with self._lock:
+            running = list(self._running)
+        for process in running:
+            _stop_process(process)
 
     def run(self, job: Any) -> None:
         """Run the job's attempts as the job definition's retry strategy says, one process each."""
@@ -132,18 +141,24 @@ class LocalJobRunner:
                 self.command, env=env, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            reader = threading.Thread(target=self._relay, args=(process, log_file, tail, job.job_name), daemon=True)
-            reader.start()
-            deadline = _attempt_deadline(job)
-            while process.poll() is None:
-                if job.stop or (deadline and time.time() > deadline):
-                    if not job.stop:
-                        status_reason = "Job attempt duration exceeded timeout"
-                    _stop_process(process)
-                    break
-                time.sleep(0.5)
-            process.wait()
-            reader.join(timeout=5)
+            with self._lock:
+                self._running.add(process)
+            try:
+                reader = threading.Thread(target=self._relay, args=(process, log_file, tail, job.job_name), daemon=True)
+                reader.start()
+                deadline = _attempt_deadline(job)
+                while process.poll() is None:
+                    if job.stop or (deadline and time.time() > deadline):
+                        if not job.stop:
+                            status_reason = "Job attempt duration exceeded timeout"
+                        _stop_process(process)
+                        break
+                    time.sleep(0.5)
+                process.wait()
+                reader.join(timeout=5)
+            finally:
+                with self._lock:
+                    self._running.discard(process)
         job.exit_code = process.returncode
         if job.latest_attempt is not None:
             job.latest_attempt["container"]["exitCode"] = process.returncode

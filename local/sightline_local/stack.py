@@ -80,6 +80,7 @@ class LocalStack:
         self._moto: Any = None
         self._api_server: Any = None
         self._runtime: LambdaRuntime | None = None
+        self._job_runner: moto_integration.LocalJobRunner | None = None
         self._valid_keys_cache: tuple[float, set[str]] = (0.0, set())
 
     # ------------------------------------------------------------ lifecycle
@@ -97,7 +98,7 @@ class LocalStack:
 
         base_env = self._process_environment()
         self._runtime = LambdaRuntime(base_env)
-        job_runner = moto_integration.LocalJobRunner(
+        self._job_runner = job_runner = moto_integration.LocalJobRunner(
             command=training_command(config.root / "training" / "Dockerfile"),
             base_env={**os.environ, **base_env, "SIGHTLINE_CACHE_DIR": str(self.state_dir / "cache")},
             log_dir=self.state_dir / "logs" / "batch",
@@ -127,6 +128,8 @@ class LocalStack:
         if self._api_server is not None:
             self._api_server.shutdown()
             self._api_server.server_close()
+        if self._job_runner is not None:
+            self._job_runner.shutdown()
         if self._runtime is not None:
             self._runtime.shutdown()
         if self._moto is not None:

@@ -85,3 +85,28 @@ def test_attempts_are_bounded(tmp_path):
     job = FakeJob(attempts=2, rules=[])
     runner(tmp_path, "import sys; sys.exit(143)").run(job)
     assert job.succeeded is False and len(job.attempts) == 2
+
+
+def test_shutdown_stops_a_running_job_with_sigterm_first(tmp_path):
+    import threading
+    import time
+
+    job = FakeJob(attempts=1, rules=[])
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (print('checkpointed', flush=True), sys.exit(143)))\n"
+        "print('training', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    local = runner(tmp_path, script)
+    thread = threading.Thread(target=local.run, args=(job,))
+    thread.start()
+    log = tmp_path / "logs" / "job-1-1.log"
+    deadline = time.time() + 20
+    while time.time() < deadline and not (log.exists() and "training" in log.read_text()):
+        time.sleep(0.1)
+    local.shutdown()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert job.succeeded is False and job.attempts[0]["container"]["exitCode"] == 143
+    assert "checkpointed" in log.read_text()
