@@ -80,10 +80,12 @@ class LocalJobRunner:
         self._slots = threading.Semaphore(concurrency)
         self._running: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
+        self._closing = False
 
     def shutdown(self) -> None:
         """Stop running jobs as Batch would (SIGTERM, then SIGKILL): the trainer checkpoints on the way out."""
         with self._lock:
+            self._closing = True
             running = list(self._running)
         for process in running:
             _stop_process(process)
@@ -98,7 +100,7 @@ class LocalJobRunner:
         attempts = max(1, int(retry_strategy.get("attempts") or 1))
         with self._slots:
             for attempt in range(1, attempts + 1):
-                if job.stop:
+                if job.stop or self._closing:
                     job.job_stopped_reason = job.job_stopped_reason or "terminated before it started"
                     job._mark_stopped(success=False)
                     return
@@ -107,7 +109,7 @@ class LocalJobRunner:
                     job._mark_stopped(success=True)
                     log.info("batch job %s succeeded (attempt %d)", job.job_name, attempt)
                     return
-                retry = not job.stop and attempt < attempts and should_retry(
+                retry = not job.stop and not self._closing and attempt < attempts and should_retry(
                     retry_strategy.get("evaluateOnExit") or [], exit_code, status_reason, reason=""
                 )
                 log.warning("batch job %s attempt %d failed (exit %s: %s)%s", job.job_name, attempt, exit_code,
