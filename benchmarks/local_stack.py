@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
 
 from sightline_local import synthetic
 from sightline_local.client import SightlineClient

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import random
 import socket
 import time
-import zipfile
 
 import pytest
 from PIL import Image

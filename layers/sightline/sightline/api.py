@@ -5,11 +5,9 @@ Every error answer is ``{"error": {"code", "message"}}``.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -17,6 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_registry, retraining, templates, training_spec, workflow
+from sightline.datasets import store as dataset_store
 from sightline.errors import BadRequest, NotFound, SightlineError
 
 logger = Logger(child=True)
@@ -36,11 +35,6 @@ def route(method: str, path: str) -> Callable[[Callable], Callable]:
         return app.route(path, method=method)(function)
 
     return register
-
-
-def dataset_store() -> ModuleType:
-    """``sightline.datasets.store``, imported when first needed (tests replace this function)."""
-    return importlib.import_module("sightline.datasets.store")
 
 
 # ---------------------------------------------------------------- answers
@@ -113,12 +107,12 @@ def list_templates() -> dict:
 
 @route("GET", "/v1/datasets")
 def list_datasets() -> dict:
-    return {"datasets": [model_registry.from_dynamo(d) for d in dataset_store().list_datasets()]}
+    return {"datasets": [model_registry.from_dynamo(d) for d in dataset_store.list_datasets()]}
 
 
 @route("GET", "/v1/datasets/<name>")
 def get_dataset(name: str) -> dict:
-    dataset = dataset_store().get_dataset(name)
+    dataset = dataset_store.get_dataset(name)
     if dataset is None:
         raise NotFound(f"dataset {name!r} does not exist", code="dataset_not_found")
     return model_registry.from_dynamo(dataset)
@@ -142,7 +136,7 @@ def create_model() -> Response:
         datasets=request.get("datasets"),
         template=request.get("template"),
         params=request.get("params"),
-        read_dataset=dataset_store().get_dataset,
+        read_dataset=dataset_store.get_dataset,
     )
 
     model, version = model_registry.create_model(
@@ -186,7 +180,7 @@ def create_version(model_id: str) -> Response:
         datasets=model["datasets"] if request.get("datasets") is None else request["datasets"],
         template=template if template is not None else model["template"],
         params=params,
-        read_dataset=dataset_store().get_dataset,
+        read_dataset=dataset_store.get_dataset,
     )
     version = retraining.start_version(model_id, spec, trigger={"type": model_registry.TRIGGER_API})
     return json_response(

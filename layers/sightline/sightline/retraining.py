@@ -6,7 +6,6 @@ run per model at a time), start the training workflow exactly as model creation 
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from sightline import events, model_registry, training_spec, workflow
+from sightline.datasets import store as dataset_store
 from sightline.errors import SightlineError
 from sightline.training_spec import TrainingSpec
 
@@ -35,11 +35,6 @@ class DataAlreadyTrained(SightlineError):
 
     status = 409
     code = "data_unchanged"
-
-
-def dataset_store() -> ModuleType:
-    """``sightline.datasets.store``, imported when first needed (tests replace this function)."""
-    return importlib.import_module("sightline.datasets.store")
 
 
 def start_version(
@@ -73,8 +68,7 @@ def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
     name = detail.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"DatasetUpdated event without a dataset name: {detail!r}")
-    store = dataset_store()
-    dataset = store.get_dataset(name, consistent=True)
+    dataset = dataset_store.get_dataset(name, consistent=True)
     if dataset is None or dataset.get("status") != DATASET_READY:
         logger.info("dataset not ready; nothing to retrain", extra={"dataset": name})
         return {"dataset": name, "models": []}
@@ -83,7 +77,7 @@ def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
     unexpected: list[Exception] = []
     for model in model_registry.models_retraining_on(name):
         try:
-            outcome = _retrain(model, name, dataset, store)
+            outcome = _retrain(model, name, dataset, dataset_store)
         except Exception as error:  # noqa: BLE001 - one model's failure must not keep the others from retraining
             logger.exception("retrain failed", extra={"model_id": model["model_id"], "dataset": name})
             outcome = {"outcome": FAILED, "reason": str(error)}

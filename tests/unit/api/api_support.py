@@ -5,7 +5,6 @@ import base64
 import copy
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -66,7 +65,7 @@ def api_env(aws_resources, monkeypatch):
     from sightline import api
 
     store = FakeDatasetStore()
-    monkeypatch.setattr(api, "dataset_store", lambda: store)
+    monkeypatch.setattr(api, "dataset_store", store)
     state_machine_arn = create_training_state_machine()
     assert state_machine_arn == TEST_ENV["TRAINING_STATE_MACHINE_ARN"]
     return SimpleNamespace(

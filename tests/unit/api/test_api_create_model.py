@@ -42,7 +42,7 @@ def validation_only(monkeypatch):
 
     store = FakeDatasetStore()
     add_datasets(store)
-    monkeypatch.setattr(api, "dataset_store", lambda: store)
+    monkeypatch.setattr(api, "dataset_store", store)
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a refused request must not create a model or start training")
@@ -258,7 +258,7 @@ def test_datasets_are_checked_with_the_real_dataset_store(api_env, monkeypatch):
 
     from sightline import api, keys
 
-    monkeypatch.setattr(api, "dataset_store", lambda: importlib.import_module("sightline.datasets.store"))
+    monkeypatch.setattr(api, "dataset_store", importlib.import_module("sightline.datasets.store"))
     for name, status in (("pets", "ready"), ("uploading", "registering")):
         api_env.resources.table.put_item(Item={
             "pk": keys.dataset_pk(name), "sk": keys.META, "gsi1pk": keys.DATASETS_INDEX_PK, "gsi1sk": name,
