@@ -4,6 +4,7 @@ boto3 honours ``AWS_ENDPOINT_URL`` itself, which is how the local stack points e
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -21,6 +22,16 @@ def client(service: str) -> Any:
 @lru_cache(maxsize=None)
 def table(name: str) -> Any:
     return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+
+
+def query_items(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
+    """Every item a DynamoDB query matches, across its pages."""
+    while True:
+        page = table.query(**query)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        query = {**query, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
 def reset() -> None:

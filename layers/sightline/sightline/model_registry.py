@@ -337,34 +337,21 @@ def models_retraining_on(dataset: str) -> list[dict]:
     Reads the whole MODELS index and filters: one query per dataset event, cheap up to thousands of models;
     beyond that, per-dataset subscription items would avoid reading every model.
     """
-    found: list[dict] = []
-    kwargs: dict[str, Any] = {
-        "IndexName": keys.GSI1,
-        "KeyConditionExpression": Key("gsi1pk").eq(keys.MODELS_INDEX_PK),
-        "FilterExpression": Attr("retrain_on_new_data").eq(True) & Attr("datasets").contains(dataset),
-    }
-    while True:
-        page = _table().query(**kwargs)
-        found.extend(_model_state(item) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = aws.query_items(
+        _table(),
+        IndexName=keys.GSI1,
+        KeyConditionExpression=Key("gsi1pk").eq(keys.MODELS_INDEX_PK),
+        FilterExpression=Attr("retrain_on_new_data").eq(True) & Attr("datasets").contains(dataset),
+    )
+    return [_model_state(item) for item in items]
 
 
 def list_models() -> list[dict]:
     """Every model, newest first."""
-    models: list[dict] = []
-    kwargs: dict[str, Any] = {
-        "IndexName": keys.GSI1,
-        "KeyConditionExpression": Key("gsi1pk").eq(keys.MODELS_INDEX_PK),
-        "ScanIndexForward": False,
-    }
-    while True:
-        page = _table().query(**kwargs)
-        models.extend(_public_model(item) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return models
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = aws.query_items(
+        _table(), IndexName=keys.GSI1, KeyConditionExpression=Key("gsi1pk").eq(keys.MODELS_INDEX_PK), ScanIndexForward=False
+    )
+    return [_public_model(item) for item in items]
 
 
 def get_version(model_id: str, version: int) -> dict:

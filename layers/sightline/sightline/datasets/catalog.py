@@ -147,17 +147,11 @@ def _item_base(image: StoredImage, bucket: str) -> dict[str, Any]:
 
 def source_items(name: str) -> Iterator[dict[str, Any]]:
     """Every SOURCE item of a dataset, strongly consistent (the caller has usually just written one)."""
-    table = aws.table(get_settings().table_name)
-    query: dict[str, Any] = {
-        "KeyConditionExpression": Key("pk").eq(keys.dataset_pk(name)) & Key("sk").begins_with(keys.source_sk("")),
-        "ConsistentRead": True,
-    }
-    while True:
-        page = table.query(**query)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    yield from aws.query_items(
+        aws.table(get_settings().table_name),
+        KeyConditionExpression=Key("pk").eq(keys.dataset_pk(name)) & Key("sk").begins_with(keys.source_sk("")),
+        ConsistentRead=True,
+    )
 
 
 def _read_result(result_key: str) -> dict[str, Any] | None:

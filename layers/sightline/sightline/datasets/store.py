@@ -59,17 +59,10 @@ def get_dataset(name: str, *, consistent: bool = False) -> dict[str, Any] | None
 
 def list_datasets() -> list[dict[str, Any]]:
     """Every dataset, by name."""
-    query: dict[str, Any] = {
-        "IndexName": keys.GSI1,
-        "KeyConditionExpression": Key("gsi1pk").eq(keys.DATASETS_INDEX_PK),
-    }
-    datasets: list[dict[str, Any]] = []
-    while True:
-        page = _table().query(**query)
-        datasets.extend(public_dataset(item) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return datasets
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = aws.query_items(
+        _table(), IndexName=keys.GSI1, KeyConditionExpression=Key("gsi1pk").eq(keys.DATASETS_INDEX_PK)
+    )
+    return [public_dataset(item) for item in items]
 
 
 def dataset_items(names: list[str], task: str) -> list[dict[str, Any]]:
