@@ -12,7 +12,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sightline.datasets.notifications import REMOVED, ObjectNotification, object_notifications
-from sightline.datasets.registration import is_retryable, register_object, unregister_object
+from sightline.aws import is_retryable
+from sightline.datasets.registration import register_object, unregister_object
 
 logger = Logger()
 

@@ -21,7 +21,22 @@ from sightline_local.lambda_runtime import LambdaRuntime
 
 log = logging.getLogger("sightline.local.api")
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+MAX_REQUEST_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit for REST APIs
+# Lambda's limit for a synchronous invocation: the whole proxy event as JSON, a base64 body included, so a
+# binary body of more than about 4.5 MiB never reaches the function although API Gateway accepted it.
+MAX_LAMBDA_EVENT_BYTES = 6_291_456
+PAYLOAD_TOO_LARGE = {
+    "error": {
+        "code": "payload_too_large",
+        "message": (
+            f"the request is too large: API Gateway accepts bodies up to {MAX_REQUEST_BODY_BYTES:,} bytes (10 MB) "
+            f"and the function's event, base64 body included, may be at most {MAX_LAMBDA_EVENT_BYTES:,} bytes, "
+            f"so a binary image may be about {MAX_LAMBDA_EVENT_BYTES * 3 / 4 / 2**20:.1f} MiB at most"
+        ),
+    }
+}
+NOT_FOUND = {"message": "Missing Authentication Token"}
+FORBIDDEN = {"message": "Forbidden"}
 _FUNCTION_IN_URI = re.compile(r"functions/(arn:aws:lambda:[^/]+)/invocations")
 
 
@@ -62,20 +77,25 @@ class ApiFront:
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(raw_path)
         path = url.path
-        if len(body) > MAX_BODY_BYTES:
-            return self._gateway_response("REQUEST_TOO_LARGE", 413, "Request Too Long")
+        if len(body) > MAX_REQUEST_BODY_BYTES:
+            return self._gateway_response("REQUEST_TOO_LARGE", 413, PAYLOAD_TOO_LARGE)
         matched = [(r, m) for r in self.routes if (m := r.pattern.match(path))]
         if not matched:
-            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token")
+            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, NOT_FOUND)
         for route, match in matched:
             if route.method == method:
                 break
         else:
-            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token")
+            return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, NOT_FOUND)
         lowered = {k.lower(): v for k, v in headers.items()}
         if route.api_key_required and lowered.get("x-api-key") not in self.valid_keys():
-            return self._gateway_response("INVALID_API_KEY", 403, "Forbidden")
+            return self._gateway_response("INVALID_API_KEY", 403, FORBIDDEN)
         event = self._proxy_event(route, match.groupdict(), method, path, url.query, headers, body, source_ip)
+        event_bytes = len(json.dumps(event).encode())
+        if event_bytes > MAX_LAMBDA_EVENT_BYTES:
+            # Lambda refuses the invocation before the function runs; API Gateway answers for it.
+            log.warning("%s %s: the event is %d bytes, over Lambda's %d", method, path, event_bytes, MAX_LAMBDA_EVENT_BYTES)
+            return self._gateway_response("REQUEST_TOO_LARGE", 413, PAYLOAD_TOO_LARGE)
         result = self.runtime.invoke(route.function_arn, event)
         if result.error:
             log.error("%s %s: integration failed: %s", method, path, result.payload.get("errorMessage"))
@@ -131,15 +151,15 @@ class ApiFront:
         data = base64.b64decode(body) if payload.get("isBase64Encoded") else str(body).encode()
         return int(payload["statusCode"]), headers, data
 
-    def _gateway_response(self, kind: str, default_status: int, default_message: str) -> tuple[int, dict[str, str], bytes]:
+    def _gateway_response(self, kind: str, default_status: int, default_body: dict) -> tuple[int, dict[str, str], bytes]:
         configured = self.gateway_responses.get(kind)
         if configured:
             template = configured.get("responseTemplates", {}).get("application/json")
             return int(configured.get("statusCode", default_status)), {"content-type": "application/json"}, (template or "").encode()
-        return default_status, {"content-type": "application/json"}, json.dumps({"message": default_message}).encode()
+        return default_status, {"content-type": "application/json"}, json.dumps(default_body).encode()
 
     # ------------------------------------------------------------ HTTP server
-    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
+    def serve(self, host: str, port: int) -> ApiServer:
         front = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -147,8 +167,8 @@ class ApiFront:
 
             def _any(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                if length > MAX_BODY_BYTES:
-                    status, headers, data = front._gateway_response("REQUEST_TOO_LARGE", 413, "Request Too Long")
+                if length > MAX_REQUEST_BODY_BYTES:
+                    status, headers, data = front._gateway_response("REQUEST_TOO_LARGE", 413, PAYLOAD_TOO_LARGE)
                     self.close_connection = True
                 else:
                     body = self.rfile.read(length) if length else b""
@@ -170,6 +190,15 @@ class ApiFront:
             def log_message(self, format: str, *args: Any) -> None:
                 log.info("%s %s", self.address_string(), format % args)
 
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        return server
+        return ApiServer((host, port), Handler)
+
+
+class ApiServer(ThreadingHTTPServer):
+    """The front's HTTP server: a thread per connection, a listen backlog for bursts, rebindable after a stop."""
+
+    # Past socketserver's default backlog of 5, a burst of clients is dropped: resets, or on Linux SYN retries
+    # that stall each extra client for a second or more.
+    request_queue_size = 128
+    # A stopped front's connections linger in TIME_WAIT; the next stack must still bind the port.
+    allow_reuse_address = True
+    daemon_threads = True

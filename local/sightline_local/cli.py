@@ -39,7 +39,11 @@ Press Ctrl-C to stop.
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether the stack's servers could bind ``host:port`` now: nothing listens there."""
     with socket.socket() as probe:
+        # Bind as the servers do (http.server and werkzeug set SO_REUSEADDR): connections of a stack that
+        # just stopped linger in TIME_WAIT for a minute and must not count as "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -18,6 +18,13 @@ from sightline_local.lambda_worker import read_frame, write_frame
 
 log = logging.getLogger("sightline.local.lambda")
 
+# A caller waits for a busy function's free worker as long as one invocation may run, and at least this long.
+MIN_QUEUE_TIMEOUT_SECONDS = 30.0
+
+
+class FunctionThrottled(RuntimeError):
+    """No worker of the function came free in time (Lambda's TooManyRequestsException)."""
+
 
 @dataclass
 class FunctionSpec:
@@ -123,10 +130,15 @@ class _Pool:
 
 
 class LambdaRuntime:
-    """Invokes functions by name; each function keeps up to ``max_workers`` warm processes."""
+    """Invokes functions by name; each function keeps up to ``max_workers`` warm processes.
 
-    def __init__(self, base_env: dict[str, str]) -> None:
+    Callers beyond that queue for a free worker; one still waiting after ``queue_timeout`` seconds (by default
+    the function's timeout, at least ``MIN_QUEUE_TIMEOUT_SECONDS``) is throttled instead of waiting forever.
+    """
+
+    def __init__(self, base_env: dict[str, str], queue_timeout: float | None = None) -> None:
         self._base_env = base_env
+        self._queue_timeout = queue_timeout
         self._pools: dict[str, _Pool] = {}
         self._async = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
 
@@ -148,7 +160,11 @@ class LambdaRuntime:
         pool = self._resolve(name_or_arn)
         if pool is None:
             return InvocationResult({"errorMessage": f"Function not found: {name_or_arn}", "errorType": "ResourceNotFoundException"}, error=True)
-        worker = self._checkout(pool)
+        try:
+            worker = self._checkout(pool)
+        except FunctionThrottled as throttled:
+            log.warning("%s throttled: %s", pool.spec.name, throttled)
+            return InvocationResult({"errorMessage": str(throttled), "errorType": "TooManyRequestsException"}, error=True)
         try:
             result = worker.invoke(event, pool.spec.timeout)
         except Exception:
@@ -181,6 +197,9 @@ class LambdaRuntime:
         self._async.submit(run)
 
     def _checkout(self, pool: _Pool) -> _Worker:
+        """A warm worker, else a new one while the pool has room, else the next one a caller gives back."""
+        timeout = self._queue_timeout if self._queue_timeout is not None else max(pool.spec.timeout, MIN_QUEUE_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + timeout
         with pool.lock:
             while True:
                 while pool.idle:
@@ -191,7 +210,10 @@ class LambdaRuntime:
                 if pool.busy < pool.spec.max_workers:
                     pool.busy += 1
                     break
-                pool.lock.wait()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise FunctionThrottled(f"all {pool.spec.max_workers} workers stayed busy for {timeout:g} s")
+                pool.lock.wait(remaining)
         try:
             return _Worker(pool.spec, self._base_env)
         except Exception:

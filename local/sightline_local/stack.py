@@ -16,8 +16,9 @@ from typing import Any
 
 import boto3
 
-from sightline_local import moto_integration
+from sightline_local import moto_patches
 from sightline_local.apigateway import ApiFront
+from sightline_local.batch_runner import LocalJobRunner
 from sightline_local.deploy import DeployedStack, Deployer
 from sightline_local.lambda_runtime import LambdaRuntime
 from sightline_local.template import load_template
@@ -80,7 +81,7 @@ class LocalStack:
         self._moto: Any = None
         self._api_server: Any = None
         self._runtime: LambdaRuntime | None = None
-        self._job_runner: moto_integration.LocalJobRunner | None = None
+        self._job_runner: LocalJobRunner | None = None
         self._valid_keys_cache: tuple[float, set[str]] = (0.0, set())
 
     # ------------------------------------------------------------ lifecycle
@@ -94,17 +95,17 @@ class LocalStack:
         os.environ.setdefault("AWS_DEFAULT_REGION", config.region)
         default_user_config["stepfunctions"]["execute_state_machine"] = True
         # Lambda and Batch keep moto's full backends (not the "simple" ones that echo and skip work);
-        # moto_integration replaces only the Docker-based execution inside them.
+        # moto_patches replaces only the Docker-based execution inside them.
 
         base_env = self._process_environment()
         self._runtime = LambdaRuntime(base_env)
-        self._job_runner = job_runner = moto_integration.LocalJobRunner(
+        self._job_runner = job_runner = LocalJobRunner(
             command=training_command(config.root / "training" / "Dockerfile"),
             base_env={**os.environ, **base_env, "SIGHTLINE_CACHE_DIR": str(self.state_dir / "cache")},
             log_dir=self.state_dir / "logs" / "batch",
             workdir=config.root,
         )
-        moto_integration.install(self._runtime, job_runner, self._start_execution)
+        moto_patches.install(self._runtime, job_runner, self._start_execution)
 
         self._moto = ThreadedMotoServer(ip_address=config.host, port=config.aws_port, verbose=False)
         self._moto.start()

@@ -16,17 +16,18 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from sightline.contract import JobEnvironment
 from sightline_training.config import JobConfig
 from sightline_training.errors import InvalidInput, JobFailed, one_line
 
 log = logging.getLogger("sightline_training")
 
 ENVIRONMENT = {
-    "manifest": "SIGHTLINE_MANIFEST_URI",
-    "output": "SIGHTLINE_OUTPUT_URI",
-    "checkpoint": "SIGHTLINE_CHECKPOINT_URI",
-    "template": "SIGHTLINE_TEMPLATE",
-    "params": "SIGHTLINE_PARAMS",
+    "manifest": JobEnvironment.MANIFEST_URI,
+    "output": JobEnvironment.OUTPUT_URI,
+    "checkpoint": JobEnvironment.CHECKPOINT_URI,
+    "template": JobEnvironment.TEMPLATE,
+    "params": JobEnvironment.PARAMS,
 }
 
 

@@ -13,15 +13,13 @@ from typing import Any
 
 import torch
 
+from sightline.contract import CHECKPOINT_FILE
 from sightline_training import storage
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
 def checkpoint_uri(prefix: str) -> str:
-    return storage.join(prefix, CHECKPOINT_NAME)
+    return storage.join(prefix, CHECKPOINT_FILE)
 
 
 def save_checkpoint(state: dict[str, Any], local_path: Path, prefix: str | None) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from sightline.templates import CLASSIFICATION
+from sightline.contract import CLASSIFICATION
 
 from sightline_training import metrics
 from sightline_training.errors import JobFailed

@@ -10,12 +10,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sightline.templates import CLASSIFICATION, DETECTION, TASKS
+from sightline.contract import CLASSIFICATION, DETECTION, MANIFEST_FORMAT, TASKS
 
 from sightline_training import storage
 from sightline_training.errors import InvalidInput, one_line
 
-MANIFEST_FORMAT = "sightline.manifest/v1"
 TRAIN = "train"
 VALIDATION = "validation"
 SPLITS = (TRAIN, VALIDATION)

@@ -10,7 +10,8 @@ from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from sightline.imaging import InputSpec
-from sightline.templates import CLASSIFICATION, TrainingTemplate
+from sightline.contract import CLASSIFICATION
+from sightline.templates import TrainingTemplate
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

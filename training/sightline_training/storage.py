@@ -16,9 +16,6 @@ from botocore.exceptions import ClientError
 
 from sightline import aws
 
-_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
-
-
 class ObjectNotFound(Exception):
     """Nothing is stored at the URI."""
 
@@ -69,7 +66,7 @@ def read_bytes(uri: str) -> bytes:
         try:
             return _s3().get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            if aws.is_not_found(error):
                 raise ObjectNotFound(uri) from None
             raise
     try:
@@ -99,7 +96,7 @@ def download_file(uri: str, destination: Path) -> None:
             _s3().download_file(location.bucket, location.key, partial)
             os.replace(partial, destination)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            if aws.is_not_found(error):
                 raise ObjectNotFound(uri) from None
             raise
         finally:

@@ -16,7 +16,8 @@ from PIL import Image
 
 from sightline import imaging
 from sightline.errors import BadRequest
-from sightline.templates import CLASSIFICATION, DETECTION, TrainingTemplate, template_for
+from sightline.contract import CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE, MODEL_FILE
+from sightline.templates import TrainingTemplate, template_for
 
 from sightline_training import data, engine, export, storage
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 # The metric promotion compares; COCO's own headline number for detection.
 PRIMARY_METRIC = {CLASSIFICATION: "accuracy", DETECTION: "map_50_95"}
 METRICS = {CLASSIFICATION: ("accuracy",), DETECTION: ("map_50", "map_50_95")}
-ARTIFACT_TYPES = {"model.onnx": "application/octet-stream", "labels.json": "application/json",
-                  "metrics.json": "application/json"}
+ARTIFACT_TYPES = {MODEL_FILE: "application/octet-stream", LABELS_FILE: "application/json",
+                  METRICS_FILE: "application/json"}
 
 
 @dataclass(frozen=True)
@@ -132,15 +133,15 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         output_dir = config.work_dir / "output"
         labels = export.labels_document(template, classes, input_spec(template, image_size))
         serving_model = copy.deepcopy(model).cpu().float().eval()
-        export.export_onnx(serving_model, template, image_size, output_dir / "model.onnx")
-        check = verify_export(plan, serving_model, output_dir / "model.onnx", labels, paths, config.check_images)
+        export.export_onnx(serving_model, template, image_size, output_dir / MODEL_FILE)
+        check = verify_export(plan, serving_model, output_dir / MODEL_FILE, labels, paths, config.check_images)
         stop.check()
         if not check.passed:
             raise JobFailed(f"ONNX check failed on {check.images} images: {check.reason}")
 
         metrics = metrics_document(plan, history, device, check)
-        (output_dir / "labels.json").write_text(json.dumps(labels, indent=2))
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
+        (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         publish(output_dir, config.output_uri)
         log.info("published to %s: %s %.4f", config.output_uri, metrics["primary_metric"],
                  metrics[metrics["primary_metric"]])

@@ -15,8 +15,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_registry, retraining, templates, training_spec, workflow
+from sightline.contract import TASKS
 from sightline.datasets import store as dataset_store
 from sightline.errors import BadRequest, NotFound, SightlineError
+from sightline.http_events import json_document
 
 logger = Logger(child=True)
 app = APIGatewayRestResolver()
@@ -107,7 +109,7 @@ def list_templates() -> dict:
 
 @route("GET", "/v1/datasets")
 def list_datasets() -> dict:
-    return {"datasets": [model_registry.from_dynamo(d) for d in dataset_store.list_datasets()]}
+    return {"datasets": dataset_store.list_datasets()}
 
 
 @route("GET", "/v1/datasets/<name>")
@@ -115,7 +117,7 @@ def get_dataset(name: str) -> dict:
     dataset = dataset_store.get_dataset(name)
     if dataset is None:
         raise NotFound(f"dataset {name!r} does not exist", code="dataset_not_found")
-    return model_registry.from_dynamo(dataset)
+    return dataset
 
 
 @route("POST", "/v1/models")
@@ -124,8 +126,8 @@ def create_model() -> Response:
     _refuse_unknown_fields(request, CREATE_MODEL_FIELDS)
     name = _model_name(request.get("name"))
     task = request.get("task")
-    if task not in templates.TASKS:
-        raise BadRequest(f"task must be one of {', '.join(templates.TASKS)}, got {task!r}", code="invalid_task")
+    if task not in TASKS:
+        raise BadRequest(f"task must be one of {', '.join(TASKS)}, got {task!r}", code="invalid_task")
     retrain_on_new_data = request.get("retrain_on_new_data", False)
     if not isinstance(retrain_on_new_data, bool):
         raise BadRequest(
@@ -147,7 +149,7 @@ def create_model() -> Response:
     workflow.start_training(model["model_id"], version["version"])
     return json_response(
         202,
-        {"model_id": model["model_id"], "version": version["version"], "status": model_registry.TRAINING},
+        {"model_id": model["model_id"], "version": version["version"], "status": model["status"]},
         headers={"Location": f"/v1/models/{model['model_id']}"},
     )
 
@@ -185,7 +187,7 @@ def create_version(model_id: str) -> Response:
     version = retraining.start_version(model_id, spec, trigger={"type": model_registry.TRIGGER_API})
     return json_response(
         202,
-        {"model_id": model_id, "version": version["version"], "status": model_registry.TRAINING},
+        {"model_id": model_id, "version": version["version"], "status": version["status"]},
         headers={"Location": f"/v1/models/{model_id}/versions/{version['version']}"},
     )
 
@@ -218,10 +220,7 @@ def _json_body(*, optional: bool = False) -> dict[str, Any]:
         if optional:
             return {}
         raise BadRequest("request body is required: a JSON object", code="invalid_json")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+    body = json_document(raw)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
     return body

@@ -1,17 +1,49 @@
-"""boto3 clients and resources, created once per process.
+"""The one adapter to AWS: boto3 clients created once per process, and what every caller asks of their errors,
+numbers and times.
 
 boto3 honours ``AWS_ENDPOINT_URL`` itself, which is how the local stack points every function at moto.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+# S3 answers a missing object as NoSuchKey (GET), a bare 404 (HEAD) or NotFound; a missing version as NoSuchVersion.
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404", "ResourceNotFoundException"})
+# A conditional write whose condition did not hold: DynamoDB's, and S3's If-Match/If-None-Match.
+_CONDITION_FAILED_CODES = frozenset(
+    {"ConditionalCheckFailedException", "PreconditionFailed", "412", "ConditionalRequestConflict"}
+)
+_TRANSACTION_LOST_CODES = frozenset({"TransactionCanceledException", "TransactionConflictException"})
+_RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalServerError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "TransactionConflictException",
+    }
+)
 
 
 @lru_cache(maxsize=None)
@@ -24,6 +56,52 @@ def table(name: str) -> Any:
     return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
 
 
+def reset() -> None:
+    """Forget cached clients (tests that switch endpoints or credentials call this)."""
+    client.cache_clear()
+    table.cache_clear()
+
+
+# ---------------------------------------------------------------- errors
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a ``ClientError`` ("" for anything else)."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+def is_not_found(error: BaseException) -> bool:
+    """The object, version or resource the call named does not exist."""
+    return error_code(error) in _NOT_FOUND_CODES
+
+
+def is_condition_failed(error: BaseException) -> bool:
+    """A conditional write (DynamoDB condition, S3 If-Match/If-None-Match) found its condition false."""
+    return error_code(error) in _CONDITION_FAILED_CODES
+
+
+def is_transaction_lost(error: BaseException) -> bool:
+    """A DynamoDB transaction was cancelled (a condition failed) or raced another one."""
+    return error_code(error) in _TRANSACTION_LOST_CODES
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Throttling, timeouts and server errors: trying again later may succeed. Bad data never is."""
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error_code(error) in _RETRYABLE_CODES or status == 429 or status >= 500
+    return isinstance(error, (BotoConnectionError, HTTPClientError))
+
+
+# ---------------------------------------------------------------- DynamoDB values
+
+
 def query_items(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
     """Every item a DynamoDB query matches, across its pages."""
     while True:
@@ -34,7 +112,31 @@ def query_items(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
         query = {**query, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
-def reset() -> None:
-    """Forget cached clients (tests that switch endpoints or credentials call this)."""
-    client.cache_clear()
-    table.cache_clear()
+def to_dynamo(value: Any) -> Any:
+    """DynamoDB wants Decimal, not float."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dynamo(v) for v in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    """Plain JSON types back: whole Decimals become int, others float; sets become lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- time
+
+
+def utc_now() -> str:
+    """The time stamp of every stored record: ISO 8601 UTC with microseconds, so it also sorts writes."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

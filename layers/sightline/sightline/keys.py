@@ -1,4 +1,6 @@
-"""Key layout of the single DynamoDB table and of the artifact bucket, in one place.
+"""Key layout of the single DynamoDB table and of the registry's part of the artifact bucket.
+
+(Where training reads and writes, the manifest, model and checkpoint keys, is in ``sightline.contract``.)
 
 Table: partition key ``pk``, sort key ``sk``; global secondary index ``gsi1`` (``gsi1pk``, ``gsi1sk``) lists
 datasets and models newest first.
@@ -40,14 +42,6 @@ def source_result_key(dataset: str, source_key: str) -> str:
     """Normalised parse of one uploaded object (archive or annotation file) in the artifact bucket."""
     digest = hashlib.sha256(source_key.encode()).hexdigest()
     return f"registry/datasets/{dataset}/sources/{digest}.json"
-
-
-def version_prefix(model_id: str, version: int) -> str:
-    return f"models/{model_id}/v{version}/"
-
-
-def checkpoint_prefix(model_id: str, version: int) -> str:
-    return f"checkpoints/{model_id}/v{version}/"
 
 
 def split_location(location: str, default_bucket: str) -> tuple[str, str]:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -12,13 +10,11 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from sightline import aws, keys
+from sightline.aws import from_dynamo, to_dynamo, utc_now
 from sightline.config import get_settings
+from sightline.contract import ModelStatus, VersionStatus
 from sightline.errors import Conflict, NotFound
 from sightline.training_spec import TrainingSpec
-
-TRAINING = "training"
-READY = "ready"
-FAILED = "failed"
 
 # Why a version was started (the version's ``trigger.type``).
 TRIGGER_CREATE = "create"
@@ -36,38 +32,12 @@ class VersionInProgress(Conflict):
     code = "version_in_progress"
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def new_model_id() -> str:
     return f"mdl-{secrets.token_hex(6)}"
 
 
 def _table() -> Any:
     return aws.table(get_settings().table_name)
-
-
-def to_dynamo(value: Any) -> Any:
-    """DynamoDB wants Decimal, not float."""
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {k: to_dynamo(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_dynamo(v) for v in value]
-    return value
-
-
-def from_dynamo(value: Any) -> Any:
-    """Plain JSON types back: whole Decimals become int, others float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, (list, set, tuple)):
-        return [from_dynamo(v) for v in value]
-    return value
 
 
 _MODEL_FIELDS = (
@@ -109,7 +79,7 @@ def create_model(
 ) -> tuple[dict, dict]:
     """A new model in status ``training`` with version 1 in status ``training``, written atomically."""
     model_id = new_model_id()
-    created = now()
+    created = utc_now()
     model = {
         "pk": keys.model_pk(model_id),
         "sk": keys.META,
@@ -121,7 +91,7 @@ def create_model(
         "datasets": datasets,
         "template": template,
         "params": to_dynamo(params),
-        "status": TRAINING,
+        "status": ModelStatus.TRAINING,
         "classes": [],
         "serving_version": None,
         # The version counter: the newest version's number (see create_version).
@@ -156,7 +126,7 @@ def _version_item(
         "sk": keys.version_sk(version),
         "model_id": model_id,
         "version": version,
-        "status": TRAINING,
+        "status": VersionStatus.TRAINING,
         "template": template,
         "params": to_dynamo(params),
         "datasets": datasets,
@@ -227,7 +197,7 @@ def create_version(
         item = _model_item(model_id)
         model = _model_state(item)
         current = int(model["latest_version"])
-        if _version_status(model_id, current) == TRAINING:
+        if _version_status(model_id, current) == VersionStatus.TRAINING:
             raise VersionInProgress(
                 f"model {model_id} version {current} is still training; start another when it has finished"
             )
@@ -236,7 +206,7 @@ def create_version(
         number = current + 1
         version = _version_item(
             model_id, number, template=spec.template, params=spec.params, datasets=spec.datasets,
-            created=now(), trigger=trigger,
+            created=utc_now(), trigger=trigger,
         )
         if _allocate(model_id, model, version, spec):
             return model, _public(version, _VERSION_FIELDS)
@@ -269,7 +239,7 @@ def _allocate(model_id: str, model: dict, version: dict, spec: TrainingSpec) -> 
     if model.get("serving_version") is None:
         # Nothing serves yet, so the model is training again; conditional, so a promotion that lands in
         # between is not overwritten with "training".
-        fields["status"] = TRAINING
+        fields["status"] = ModelStatus.TRAINING
         condition += f" AND ({_NO_SERVING_VERSION})"
         values[":null_type"] = "NULL"
     values.update({f":{name}": value for name, value in fields.items()})
@@ -294,7 +264,7 @@ def _allocate(model_id: str, model: dict, version: dict, spec: TrainingSpec) -> 
                         "Key": _serialized({"pk": keys.model_pk(model_id), "sk": keys.version_sk(current)}),
                         "ConditionExpression": "attribute_not_exists(pk) OR #status <> :training",
                         "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": _serialized({":training": TRAINING}),
+                        "ExpressionAttributeValues": _serialized({":training": VersionStatus.TRAINING}),
                     }
                 },
                 {
@@ -308,7 +278,7 @@ def _allocate(model_id: str, model: dict, version: dict, spec: TrainingSpec) -> 
         )
         return True
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("TransactionCanceledException", "TransactionConflictException"):
+        if aws.is_transaction_lost(error):
             return False  # read again: either someone else allocated (the next read says so) or a write raced
         raise
 
@@ -368,7 +338,7 @@ def serving_version(model_id: str) -> tuple[dict, dict]:
     """The model and the version that answers predictions; Conflict while none is ready."""
     model = get_model(model_id)
     if not model.get("serving_version"):
-        if model["status"] == FAILED:
+        if model["status"] == ModelStatus.FAILED:
             raise Conflict(
                 f"model {model_id!r} has no trained version: training failed ({model.get('failure_reason')})",
                 code="model_not_ready",
@@ -396,7 +366,7 @@ def _update(key: dict, missing: NotFound, condition: str | None, condition_value
         )
         return True
     except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        if aws.is_condition_failed(error):
             if condition:
                 return False
             raise missing from None
@@ -425,7 +395,7 @@ def update_model(model_id: str, condition: str | None = None, condition_values: 
         NotFound(f"model {model_id!r} does not exist", code="model_not_found"),
         condition,
         condition_values,
-        {**fields, "updated_at": now()},
+        {**fields, "updated_at": utc_now()},
     )
 
 
@@ -447,7 +417,7 @@ def set_serving_version(model_id: str, version: int, *, replacing: int | None, *
         condition=condition,
         condition_values=values,
         serving_version=version,
-        status=READY,
+        status=ModelStatus.READY,
         failure_reason=None,
         **fields,
     )
@@ -460,7 +430,7 @@ def fail_model_without_serving_version(model_id: str, reason: str) -> bool:
         model_id,
         condition=_NO_SERVING_VERSION,
         condition_values={":null_type": "NULL"},
-        status=FAILED,
+        status=ModelStatus.FAILED,
         failure_reason=reason,
     )
 

@@ -7,12 +7,12 @@ run per model at a time), start the training workflow exactly as model creation 
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from sightline import events, model_registry, training_spec, workflow
+from sightline.contract import DatasetStatus
 from sightline.datasets import store as dataset_store
 from sightline.errors import SightlineError
 from sightline.training_spec import TrainingSpec
@@ -20,7 +20,6 @@ from sightline.training_spec import TrainingSpec
 logger = Logger(child=True)
 
 MODEL_RETRAIN_STARTED = "ModelRetrainStarted"
-DATASET_READY = "ready"
 
 # What happened to each model a DatasetUpdated event concerns.
 STARTED = "started"
@@ -69,7 +68,7 @@ def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise ValueError(f"DatasetUpdated event without a dataset name: {detail!r}")
     dataset = dataset_store.get_dataset(name, consistent=True)
-    if dataset is None or dataset.get("status") != DATASET_READY:
+    if dataset is None or dataset.get("status") != DatasetStatus.READY:
         logger.info("dataset not ready; nothing to retrain", extra={"dataset": name})
         return {"dataset": name, "models": []}
 
@@ -77,7 +76,7 @@ def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
     unexpected: list[Exception] = []
     for model in model_registry.models_retraining_on(name):
         try:
-            outcome = _retrain(model, name, dataset, dataset_store)
+            outcome = _retrain(model, name, dataset)
         except Exception as error:  # noqa: BLE001 - one model's failure must not keep the others from retraining
             logger.exception("retrain failed", extra={"model_id": model["model_id"], "dataset": name})
             outcome = {"outcome": FAILED, "reason": str(error)}
@@ -92,13 +91,13 @@ def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": name, "models": outcomes}
 
 
-def _retrain(model: dict, name: str, dataset: dict, store: ModuleType) -> dict[str, Any]:
+def _retrain(model: dict, name: str, dataset: dict) -> dict[str, Any]:
     if _already_started_from(model, name, (dataset.get("training_digests") or {}).get(model["task"])):
         return {"outcome": UNCHANGED}  # the common repeat, answered before reading the model's other datasets
     try:
         # Every dataset of the model is checked as at creation; its current template and params carry over.
         digests = training_spec.check_datasets_trainable(
-            list(model["datasets"]), model["task"], lambda each: store.get_dataset(each, consistent=True)
+            list(model["datasets"]), model["task"], lambda each: dataset_store.get_dataset(each, consistent=True)
         )
     except SightlineError as refusal:
         return {"outcome": NOT_TRAINABLE, "reason": refusal.message}

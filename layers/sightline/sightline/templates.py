@@ -7,11 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sightline.contract import CLASSIFICATION, DETECTION, TASKS
 from sightline.errors import BadRequest
-
-CLASSIFICATION = "classification"
-DETECTION = "detection"
-TASKS = (CLASSIFICATION, DETECTION)
 
 
 @dataclass(frozen=True)

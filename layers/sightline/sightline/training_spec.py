@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sightline import templates
+from sightline.contract import DatasetStatus
 from sightline.errors import BadRequest, Conflict
 
 MAX_DATASETS_PER_MODEL = 50
-DATASET_READY = "ready"
 
 # name -> the dataset's public view (``sightline.datasets.store.public_dataset``), or None when there is none
 DatasetReader = Callable[[str], "dict[str, Any] | None"]
@@ -70,7 +70,7 @@ def check_datasets_trainable(names: list[str], task: str, read_dataset: DatasetR
         if dataset is None:
             raise BadRequest(f"dataset {name!r} does not exist", code="unknown_dataset")
         status = dataset.get("status")
-        if status != DATASET_READY:
+        if status != DatasetStatus.READY:
             raise Conflict(
                 f"dataset {name!r} is not ready (status: {status}); retry when its registration has finished",
                 code="dataset_not_ready",

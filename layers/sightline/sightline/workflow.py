@@ -6,29 +6,35 @@ retries), so each one is idempotent.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import re
-from types import ModuleType
 from typing import Any, NoReturn
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sightline import aws, events, keys, model_registry
+from sightline import aws, events, model_registry
 from sightline.config import get_settings
+from sightline.contract import (
+    CHECKPOINT_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    VERSION_TRANSITIONS,
+    JobEnvironment,
+    ModelStatus,
+    VersionStatus,
+    checkpoint_prefix,
+    manifest_key,
+    states_leading_to,
+    version_prefix,
+)
+from sightline.datasets.manifest import build_manifest
 from sightline.errors import Conflict, SightlineError
+from sightline.training_failures import failure_reason, job_field, one_line
 
 logger = Logger(child=True)
 
-MANIFEST_FILE = "manifest.json"
-MODEL_FILE = "model.onnx"
-LABELS_FILE = "labels.json"
-METRICS_FILE = "metrics.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-
-# Failure reasons end up in API answers and events: one line, bounded.
-MAX_REASON_CHARS = 500
 _BATCH_JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -45,16 +51,7 @@ class TrainingOutputInvalid(SightlineError):
     code = "training_output_invalid"
 
 
-def manifest_module() -> ModuleType:
-    """``sightline.datasets.manifest``, imported when first needed (tests replace this function)."""
-    return importlib.import_module("sightline.datasets.manifest")
-
-
 # ---------------------------------------------------------------- artifact locations
-
-
-def manifest_key(model_id: str, version: int) -> str:
-    return f"manifests/{model_id}/v{version}/{MANIFEST_FILE}"
 
 
 def s3_uri(key: str) -> str:
@@ -91,9 +88,9 @@ def start_training(model_id: str, version: int) -> str:
         )
         execution_arn = response["executionArn"]
     except ClientError as error:
-        code = error.response["Error"]["Code"]
+        code = aws.error_code(error)
         if code != "ExecutionAlreadyExists":
-            _fail_start(model_id, version, f"{code}: {error.response['Error'].get('Message', '')}")
+            _fail_start(model_id, version, f"{code}: {aws.error_message(error)}")
         # Already started under this name (a retried request): the same run, so the same ARN.
         execution_arn = _execution_arn(settings.training_state_machine_arn, name)
     except BotoCoreError as error:
@@ -127,7 +124,7 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
     model_id, version_number = _target(event)
     model = model_registry.get_model(model_id)
     version = model_registry.get_version(model_id, version_number)
-    if version["status"] != model_registry.TRAINING:
+    if version["status"] != VersionStatus.TRAINING:
         raise Conflict(
             f"model {model_id} version {version_number} is {version['status']}, not training",
             code="version_not_training",
@@ -137,7 +134,7 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
     manifest = _read_json(key)
     if manifest is None:
         # The version's own datasets: a retrain may train on others than the model was created with.
-        built = manifest_module().build_manifest(
+        built = build_manifest(
             list(version.get("datasets") or model["datasets"]), model["task"], get_settings().validation_fraction
         )
         # Conditional create: of two concurrent attempts only the first snapshot is kept, and both use it.
@@ -162,11 +159,11 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
         "version": version_number,
         "job_name": batch_job_name(model_id, version_number),
         "environment": [
-            {"Name": "SIGHTLINE_MANIFEST_URI", "Value": manifest_uri},
-            {"Name": "SIGHTLINE_OUTPUT_URI", "Value": s3_uri(keys.version_prefix(model_id, version_number))},
-            {"Name": "SIGHTLINE_CHECKPOINT_URI", "Value": s3_uri(keys.checkpoint_prefix(model_id, version_number))},
-            {"Name": "SIGHTLINE_TEMPLATE", "Value": template},
-            {"Name": "SIGHTLINE_PARAMS", "Value": json.dumps(params, sort_keys=True)},
+            {"Name": JobEnvironment.MANIFEST_URI, "Value": manifest_uri},
+            {"Name": JobEnvironment.OUTPUT_URI, "Value": s3_uri(version_prefix(model_id, version_number))},
+            {"Name": JobEnvironment.CHECKPOINT_URI, "Value": s3_uri(checkpoint_prefix(model_id, version_number))},
+            {"Name": JobEnvironment.TEMPLATE, "Value": template},
+            {"Name": JobEnvironment.PARAMS, "Value": json.dumps(params, sort_keys=True)},
         ],
     }
 
@@ -181,15 +178,15 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
     """Store a trained version's metrics and artifacts, mark it ready and promote it if it is at least as
     good as the serving version by the same primary metric."""
     model_id, version_number = _target(event)
-    job_id = _job_field(event.get("job") or {}, "JobId", "jobId")
+    job_id = job_field(event.get("job") or {}, "JobId", "jobId")
     version = model_registry.get_version(model_id, version_number)
-    if version["status"] == model_registry.FAILED:
+    if version["status"] == VersionStatus.FAILED:
         raise Conflict(
             f"model {model_id} version {version_number} is already recorded as failed: {version.get('failure_reason')}",
             code="version_failed",
         )
 
-    prefix = keys.version_prefix(model_id, version_number)
+    prefix = version_prefix(model_id, version_number)
     metrics = _read_json(prefix + METRICS_FILE)
     labels = _read_json(prefix + LABELS_FILE)
     missing = [name for name, found in ((METRICS_FILE, metrics), (LABELS_FILE, labels)) if found is None]
@@ -206,13 +203,13 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         "labels": s3_uri(prefix + LABELS_FILE),
         "metrics": s3_uri(prefix + METRICS_FILE),
         "manifest": s3_uri(manifest_key(model_id, version_number)),
-        "checkpoint": s3_uri(keys.checkpoint_prefix(model_id, version_number) + CHECKPOINT_FILE),
+        "checkpoint": s3_uri(checkpoint_prefix(model_id, version_number) + CHECKPOINT_FILE),
     }
     # Only the call that moves the version out of training announces it: a repeated call stays quiet.
     became_ready = _finish_version(
         model_id,
         version_number,
-        model_registry.READY,
+        VersionStatus.READY,
         metrics=metrics,
         artifacts=artifacts,
         classes=classes,
@@ -238,7 +235,7 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         "version recorded",
         extra={"model_id": model_id, "version": version_number, primary_metric: score, "promoted": promoted},
     )
-    return {"model_id": model_id, "version": version_number, "status": model_registry.READY, "promoted": promoted}
+    return {"model_id": model_id, "version": version_number, "status": VersionStatus.READY, "promoted": promoted}
 
 
 def _promote_if_not_worse(
@@ -253,7 +250,7 @@ def _promote_if_not_worse(
             return True, serving  # an earlier call of this step already promoted it
         if serving is not None and not _at_least_as_good(model_id, int(serving), primary_metric, score):
             # The serving model stays; this run still succeeded, so the model is healthy.
-            model_registry.update_model(model_id, status=model_registry.READY, failure_reason=None)
+            model_registry.update_model(model_id, status=ModelStatus.READY, failure_reason=None)
             return False, serving
         if model_registry.set_serving_version(model_id, version_number, replacing=serving, classes=classes):
             return True, serving
@@ -300,18 +297,21 @@ def record_failure(event: dict[str, Any]) -> dict[str, Any]:
     if marked:
         events.publish("ModelVersionFailed", {"model_id": model_id, "version": version_number, "reason": reason})
     logger.info("version failed", extra={"model_id": model_id, "version": version_number, "reason": reason})
-    return {"model_id": model_id, "version": version_number, "status": model_registry.FAILED, "reason": reason}
+    return {"model_id": model_id, "version": version_number, "status": VersionStatus.FAILED, "reason": reason}
 
 
-def _finish_version(model_id: str, version_number: int, status: str, **fields: Any) -> bool:
-    """Move a version out of ``training`` (once: a finished version never changes status again)."""
+def _finish_version(model_id: str, version_number: int, status: VersionStatus, **fields: Any) -> bool:
+    """Move a version into ``status`` where the state table allows it from the stored one (out of
+    ``training``, once: a finished version never changes status again)."""
+    allowed = states_leading_to(VERSION_TRANSITIONS, status)
+    placeholders = {f":from{index}": state for index, state in enumerate(allowed)}
     return model_registry.update_version(
         model_id,
         version_number,
-        condition="#status = :training",
-        condition_values={":training": model_registry.TRAINING},
+        condition=f"#status IN ({', '.join(placeholders)})",
+        condition_values=placeholders,
         status=status,
-        finished_at=model_registry.now(),
+        finished_at=aws.utc_now(),
         **fields,
     )
 
@@ -322,7 +322,7 @@ def _mark_failed(model_id: str, version_number: int, reason: str) -> bool:
     marked = _finish_version(
         model_id,
         version_number,
-        model_registry.FAILED,
+        VersionStatus.FAILED,
         failure_reason=reason,
     )
     if not marked:
@@ -330,67 +330,6 @@ def _mark_failed(model_id: str, version_number: int, reason: str) -> bool:
     if not model_registry.fail_model_without_serving_version(model_id, reason):
         model_registry.update_model(model_id, failure_reason=reason)
     return True
-
-
-def failure_reason(error: dict[str, Any]) -> str:
-    """A one-line reason from a Step Functions Catch ``{"Error", "Cause"}``.
-
-    The cause is a Batch job description for TrainModel, a Lambda error object for the Lambda steps, or free
-    text for Step Functions' own errors (timeouts).
-    """
-    error_name = str(error.get("Error") or "unknown error")
-    raw_cause = error.get("Cause")
-    cause: Any = raw_cause
-    if isinstance(raw_cause, str):
-        try:
-            cause = json.loads(raw_cause)
-        except ValueError:
-            cause = raw_cause
-    if isinstance(cause, dict):
-        if _job_field(cause, "JobId", "jobId") or _job_field(cause, "Status", "status") in ("FAILED", "SUCCEEDED"):
-            return one_line(_batch_reason(cause))
-        message = cause.get("errorMessage")
-        if message:
-            kind = cause.get("errorType") or error_name
-            return one_line(f"{kind}: {message}")
-    if isinstance(cause, str) and cause.strip():
-        return one_line(f"{error_name}: {cause}")
-    return one_line(error_name)
-
-
-def _batch_reason(job: dict[str, Any]) -> str:
-    """'training job <name> failed: <why> (exit code N; log stream S)' from a describeJobs job."""
-    container = _job_field(job, "Container", "container") or {}
-    attempts = _job_field(job, "Attempts", "attempts") or []
-    last_attempt = attempts[-1] if attempts else {}
-    attempt_container = _job_field(last_attempt, "Container", "container") or {}
-
-    why = (
-        _job_field(container, "Reason", "reason")
-        or _job_field(attempt_container, "Reason", "reason")
-        or _job_field(job, "StatusReason", "statusReason")
-        or _job_field(last_attempt, "StatusReason", "statusReason")
-        or "no reason given"
-    )
-    details = []
-    exit_code = _job_field(container, "ExitCode", "exitCode")
-    if exit_code is None:
-        exit_code = _job_field(attempt_container, "ExitCode", "exitCode")
-    if exit_code is not None:
-        details.append(f"exit code {exit_code}")
-    log_stream = _job_field(container, "LogStreamName", "logStreamName") or _job_field(
-        attempt_container, "LogStreamName", "logStreamName"
-    )
-    if log_stream:
-        details.append(f"log stream {log_stream}")
-    name = _job_field(job, "JobName", "jobName") or _job_field(job, "JobId", "jobId")
-    text = f"training job {name} failed: {why}" if name else f"training job failed: {why}"
-    return f"{text} ({'; '.join(details)})" if details else text
-
-
-def one_line(text: str) -> str:
-    collapsed = " ".join(str(text).split())
-    return collapsed if len(collapsed) <= MAX_REASON_CHARS else collapsed[: MAX_REASON_CHARS - 1] + "…"
 
 
 # ---------------------------------------------------------------- helpers
@@ -406,20 +345,12 @@ def _target(event: dict[str, Any]) -> tuple[str, int]:
     return model_id, int(version)
 
 
-def _job_field(job: dict[str, Any], sfn_name: str, boto_name: str) -> Any:
-    """Step Functions capitalises describeJobs keys (JobId); boto3 does not (jobId). Accept both."""
-    if not isinstance(job, dict):
-        return None
-    value = job.get(sfn_name)
-    return value if value is not None else job.get(boto_name)
-
-
 def _read_json(key: str) -> Any | None:
     """The JSON object at ``key`` in the artifact bucket, or None when there is none."""
     try:
         body = aws.client("s3").get_object(Bucket=get_settings().artifact_bucket, Key=key)["Body"].read()
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        if aws.is_not_found(error):
             return None
         raise
     try:
@@ -440,7 +371,7 @@ def _create_json(key: str, document: Any) -> bool:
         )
         return True
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+        if aws.is_condition_failed(error):
             return False
         raise
 
@@ -450,6 +381,6 @@ def _exists(key: str) -> bool:
         aws.client("s3").head_object(Bucket=get_settings().artifact_bucket, Key=key)
         return True
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+        if aws.is_not_found(error):
             return False
         raise

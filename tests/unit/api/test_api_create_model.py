@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -103,12 +102,16 @@ def test_a_base64_encoded_body_is_read(ready_pets):
 @pytest.mark.parametrize(
     ("raw_body", "code", "message"),
     [
-        ('{"name": "x",', "invalid_json", "request body is not valid JSON"),
-        ("not json at all", "invalid_json", "request body is not valid JSON"),
+        ('{"name": "x",', "invalid_json",
+         "request body is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 14 (char 13)"),
+        ("not json at all", "invalid_json", "request body is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+        ("[" * 100_000, "invalid_json", "request body is not acceptable JSON: it is nested too deeply"),
+        ('{"name": ' + "[" * 100_000, "invalid_json", "request body is not acceptable JSON: it is nested too deeply"),
         ("", "invalid_json", "request body is required: a JSON object"),
         ("[1, 2]", "invalid_json", "request body must be a JSON object"),
         ('"pets"', "invalid_json", "request body must be a JSON object"),
     ],
+    ids=["truncated", "not-json", "nested-100k-arrays", "nested-in-an-object", "empty", "array", "string"],
 )
 def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, message):
     assert_rejected(post(raw_body=raw_body), 400, code, message)
@@ -192,8 +195,13 @@ def only_model(table) -> tuple[dict, dict]:
 
 def replace_step_functions(monkeypatch, fake) -> None:
     """The workflow module sees ``fake`` as its Step Functions client; every other client stays moto's."""
-    real = SimpleNamespace(client=lambda service: fake if service == "stepfunctions" else aws.client(service))
-    monkeypatch.setattr(workflow, "aws", real)
+    real_client = aws.client
+
+    def client(service: str):
+        return fake if service == "stepfunctions" else real_client(service)
+
+    client.cache_clear = real_client.cache_clear  # aws.reset() still clears the real cache
+    monkeypatch.setattr(aws, "client", client)
 
 
 def test_a_workflow_that_cannot_start_leaves_the_model_failed_with_the_reason(ready_pets):
@@ -259,11 +267,11 @@ def test_datasets_are_checked_with_the_real_dataset_store(api_env, monkeypatch):
     from sightline import api, keys
 
     monkeypatch.setattr(api, "dataset_store", importlib.import_module("sightline.datasets.store"))
-    for name, status in (("pets", "ready"), ("uploading", "registering")):
+    for name, status, tasks in (("pets", "ready", ["classification"]), ("uploading", "empty", [])):
         api_env.resources.table.put_item(Item={
             "pk": keys.dataset_pk(name), "sk": keys.META, "gsi1pk": keys.DATASETS_INDEX_PK, "gsi1sk": name,
             "name": name, "status": status, "classes": {"cat": 3, "dog": 4}, "images": 7, "annotations": 0,
-            "tasks": ["classification"], "issues": [], "issue_count": 0,
+            "tasks": tasks, "issues": [], "issue_count": 0,
             "created_at": "2026-11-22T05:00:00Z", "updated_at": "2026-11-22T05:00:00Z",
         })
     assert_rejected(post({**VALID, "datasets": ["uploading"]}), 409, "dataset_not_ready")

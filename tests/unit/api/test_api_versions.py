@@ -10,7 +10,8 @@ import pytest
 from api_support import (  # noqa: F401 - api_env is a fixture
     api_env, dataset, model_items, request,
 )
-from sightline import events, model_registry, workflow
+from sightline import aws, events, model_registry, workflow
+from sightline.contract import VersionStatus
 from sightline.errors import Conflict
 
 UNKNOWN_MODEL = "mdl-000000000000"
@@ -33,7 +34,7 @@ def retrain_env(api_env, monkeypatch):
 
 def finish(model_id: str, version: int, *, serve: bool = True) -> None:
     """What RecordModelVersion leaves behind for a good run (promotion included when ``serve``)."""
-    model_registry.update_version(model_id, version, status=model_registry.READY, finished_at=model_registry.now())
+    model_registry.update_version(model_id, version, status=VersionStatus.READY, finished_at=aws.utc_now())
     if serve:
         serving = model_registry.get_model(model_id)["serving_version"]
         assert model_registry.set_serving_version(model_id, version, replacing=serving)
@@ -282,7 +283,7 @@ def test_concurrent_allocations_take_distinct_numbers(retrain_env, atomic_dynamo
                 time.sleep(0.001)
                 continue
             taken.append(version["version"])
-            model_registry.update_version(model_id, version["version"], status=model_registry.FAILED)
+            model_registry.update_version(model_id, version["version"], status=VersionStatus.FAILED)
             mine += 1
 
     threads = [threading.Thread(target=allocate_three) for _ in range(4)]
@@ -343,7 +344,7 @@ def test_the_transaction_itself_refuses_a_stale_counter(retrain_env):
     model = model_registry._model_state(model_registry._model_item(model_id))
     spec = _spec_of(model_id, 1)
     version = model_registry._version_item(model_id, 2, template=spec.template, params=spec.params,
-                                           datasets=spec.datasets, created=model_registry.now())
+                                           datasets=spec.datasets, created=aws.utc_now())
     assert model_registry._allocate(model_id, {**model, "latest_version": 0}, version, spec) is False
     assert model_registry._allocate(model_id, model, version, spec) is True
     assert model_registry._allocate(model_id, model, {**version, "version": 3}, spec) is False

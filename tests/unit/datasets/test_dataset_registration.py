@@ -256,7 +256,8 @@ def test_image_outside_a_class_folder_waits_for_an_annotation_file(datasets):
     datasets.register("datasets/x/photo.png", png(1))
 
     dataset = store.get_dataset("x")
-    assert dataset["status"] == "ready" and dataset["tasks"] == []
+    # Nothing to train on, and the issue says why: invalid until an annotation file names the image.
+    assert dataset["status"] == "invalid" and dataset["tasks"] == []
     assert "not in a class folder" in reasons_for(dataset, "datasets/x/photo.png")[0]
 
 
@@ -289,7 +290,7 @@ def test_annotation_file_that_is_not_json_is_an_issue(datasets):
     datasets.register("datasets/x/meta.json", json.dumps({"hello": 1}).encode())
 
     dataset = store.get_dataset("x")
-    assert dataset["status"] == "registering"
+    assert dataset["status"] == "invalid"
     assert reasons_for(dataset, "datasets/x/labels.json")[0].startswith("not valid JSON")
     assert reasons_for(dataset, "datasets/x/meta.json")[0].startswith("not a COCO annotation file")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from samtranslator.yaml_helper import yaml_parse
 
-from sightline_local.moto_integration import LocalJobRunner, should_retry
+from sightline_local.batch_runner import LocalJobRunner, should_retry
 
 ROOT = Path(__file__).resolve().parents[3]
 

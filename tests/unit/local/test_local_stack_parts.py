@@ -119,6 +119,62 @@ def test_front_rejects_unknown_routes_and_huge_bodies(front):
     assert api.handle("POST", "/v1/models/m/predict", {"x-api-key": "k"}, b"x" * (10 * 1024 * 1024 + 1), "127.0.0.1")[0] == 413
 
 
+LAMBDA_EVENT_LIMIT = 6_291_456  # bytes of JSON event Lambda accepts in a synchronous invocation
+
+
+def event_size(event: dict) -> int:
+    return len(json.dumps(event).encode())
+
+
+def assert_payload_too_large(answer: tuple[int, dict[str, str], bytes]) -> None:
+    status, _, data = answer
+    assert status == 413
+    error = json.loads(data)["error"]
+    assert error["code"] == "payload_too_large"
+    assert "6,291,456" in error["message"] and "10 MB" in error["message"]
+
+
+def test_an_image_too_large_for_a_lambda_event_never_reaches_the_function(front):
+    api, runtime = front
+    image = b"\x89PNG" + bytes(5 * 1024 * 1024)  # under API Gateway's 10 MB, over Lambda's 6 MB once base64
+    answer = api.handle("POST", "/v1/models/m1/predict", {"x-api-key": "k", "Content-Type": "image/png"}, image, "127.0.0.1")
+    assert_payload_too_large(answer)
+    assert runtime.events == []
+
+
+def test_the_lambda_event_limit_is_on_the_serialized_event_and_inclusive(front):
+    api, runtime = front
+    headers = {"x-api-key": "k", "Content-Type": "application/json"}
+    api.handle("POST", "/v1/models/m1/predict", headers, b"x", "127.0.0.1")
+    # A text body adds its length to the event: size the body so that the event is exactly at the limit.
+    largest_body = LAMBDA_EVENT_LIMIT - event_size(runtime.events[-1][1]) + 1
+    assert api.handle("POST", "/v1/models/m1/predict", headers, b"x" * largest_body, "127.0.0.1")[0] == 201
+    assert event_size(runtime.events[-1][1]) == LAMBDA_EVENT_LIMIT
+    forwarded = len(runtime.events)
+    assert_payload_too_large(api.handle("POST", "/v1/models/m1/predict", headers, b"x" * (largest_body + 1), "127.0.0.1"))
+    assert len(runtime.events) == forwarded
+
+
+def test_a_body_over_api_gateways_limit_gets_the_payload_too_large_error(front):
+    api, runtime = front
+    assert_payload_too_large(api.handle("POST", "/v1/models/m1/predict", {"x-api-key": "k"}, b"x" * (10 * 1024 * 1024 + 1), "127.0.0.1"))
+    assert runtime.events == []
+
+
+def test_the_templates_request_too_large_response_answers_an_oversized_event(expanded):
+    api_resource = next(r for r in expanded.resources.values() if r["Type"] == "AWS::ApiGateway::RestApi")
+    resolver = IntrinsicResolver("s", "us-east-1", {}, {
+        "ApiFunction": Physical("api", {"Arn": "arn:aws:lambda:us-east-1:1:function:api"}),
+        "PredictFunction": Physical("predict", {"Arn": "arn:aws:lambda:us-east-1:1:function:predict"}),
+    })
+    runtime = FakeRuntime()
+    api = ApiFront(resolver.resolve(api_resource["Properties"]["Body"]), runtime, lambda: {"k"}, "prod")
+    image = bytes(5 * 1024 * 1024)
+    status, _, data = api.handle("POST", "/v1/models/m1/predict", {"x-api-key": "k", "Content-Type": "image/jpeg"}, image, "127.0.0.1")
+    assert status == 413 and json.loads(data)["error"]["code"] == "payload_too_large"
+    assert runtime.events == []
+
+
 def test_cli_refuses_a_busy_port_with_a_clear_message(capsys):
     import socket
 

@@ -120,9 +120,9 @@ def detector_labels(**overrides) -> dict:
 
 def upload_version(resources, model_id: str, version: int, model: bytes, labels: dict) -> dict:
     """model.onnx and labels.json of one version in the artifact bucket; returns the version's artifacts map."""
-    from sightline import keys
+    from sightline import contract
 
-    prefix = keys.version_prefix(model_id, version)
+    prefix = contract.version_prefix(model_id, version)
     artifacts = {"model": f"{prefix}model.onnx", "labels": f"{prefix}labels.json"}
     resources.s3.put_object(Bucket=resources.artifact_bucket, Key=artifacts["model"], Body=model)
     resources.s3.put_object(Bucket=resources.artifact_bucket, Key=artifacts["labels"], Body=json.dumps(labels))

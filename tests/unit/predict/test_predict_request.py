@@ -11,9 +11,9 @@ from predict_support import (  # noqa: F401 - fixtures
 )
 from predict_support import classifier_labels, detector_labels, encode, png_claiming, solid, upload_version
 
-from sightline import keys, model_registry
+from sightline import contract, keys, model_registry
 from sightline.errors import SightlineError
-from sightline.inference import predict_request
+from sightline.predict_request import predict_request
 
 WHITE = (255, 255, 255)
 
@@ -122,6 +122,8 @@ UNUSABLE_REQUESTS = [
     (b"image=...", "application/x-www-form-urlencoded", None, 415, "unsupported_media_type"),
     (b"{not json", "application/json", None, 400, "invalid_json"),
     (b'["image"]', "application/json", None, 400, "invalid_json"),
+    (b"[" * 100_000, "application/json", None, 400, "invalid_json"),  # once a RecursionError and a 500
+    (b'{"image": ' + b"{" * 100_000, "application/json", None, 400, "invalid_json"),
     (b'{"threshold": 0.5}', "application/json", None, 400, "missing_image"),
     (b'{"image": 42}', "application/json", None, 400, "missing_image"),
     (b'{"image": "@@not base64@@"}', "application/json", None, 400, "invalid_base64"),
@@ -187,7 +189,7 @@ def test_a_warm_container_does_not_fetch_the_model_again(aws_resources, classifi
     first = predict_request(classifier_id, body, "image/png", {})
     for key in ("model.onnx", "labels.json"):
         aws_resources.s3.delete_object(
-            Bucket=aws_resources.artifact_bucket, Key=keys.version_prefix(classifier_id, 1) + key
+            Bucket=aws_resources.artifact_bucket, Key=contract.version_prefix(classifier_id, 1) + key
         )
     assert predict_request(classifier_id, body, "image/png", {}) == first
 

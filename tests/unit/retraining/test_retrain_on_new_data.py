@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from sightline import events, keys, model_registry, retraining, templates, workflow
+from sightline.contract import VersionStatus
 from sightline.datasets import registration
 from sightline_local import synthetic
 from support import create_training_state_machine, load_event
@@ -55,7 +56,7 @@ def create_model(datasets: list[str], *, retrain: bool = True, digests: dict | N
 
 
 def finish(model_id: str, version: int) -> None:
-    model_registry.update_version(model_id, version, status=model_registry.READY)
+    model_registry.update_version(model_id, version, status=VersionStatus.READY)
     serving = model_registry.get_model(model_id)["serving_version"]
     assert model_registry.set_serving_version(model_id, version, replacing=serving)
 
@@ -122,7 +123,7 @@ def test_with_the_flag_off_new_data_starts_nothing(env):
 
 
 def test_a_dataset_that_is_not_ready_starts_nothing(env):
-    put_dataset(env.table, "pets", "v1", status="registering")
+    put_dataset(env.table, "pets", "v1", status="empty", tasks=())
     model_id = create_model(["pets"])
     assert retraining.retrain_for_dataset(dataset_updated())["models"] == []
     assert retraining.retrain_for_dataset(dataset_updated("never-registered"))["models"] == []

@@ -8,6 +8,7 @@ from PIL import Image
 from sightline import imaging
 from sightline.templates import get_template
 from sightline_training import data, models
+from sightline_training import export
 from sightline_training.export import Detections, compare_detections, labels_document
 
 LIMITS = {"side": 100, "score_threshold": 0.001, "nms_threshold": 0.55, "max_detections": 300}
@@ -83,3 +84,65 @@ def test_labels_json_input_feeds_the_model_what_validation_fed_it(template_id):
         actual = actual[0]
     assert actual.shape == expected.shape == (3, 48, 48)
     assert torch.allclose(actual, expected, atol=1e-5)
+
+
+class _LargeLogits(torch.nn.Module):
+    """A classifier whose logits are in the thousands, as a from-scratch model's can be."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU(),
+                                            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.head = torch.nn.Linear(16, 4)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+            self.head.weight.mul_(scale)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+
+def _exported(model: torch.nn.Module, tmp_path) -> object:
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                      input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    return export.open_session(path)
+
+
+def test_a_correct_export_passes_whatever_the_size_of_its_logits(tmp_path):
+    model = _LargeLogits(scale=2000.0)
+    inputs = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    check = export.verify_classifier(_exported(model, tmp_path), model, inputs, [t[None].numpy() for t in inputs])
+    with torch.inference_mode():
+        magnitude = float(model(torch.stack(inputs)).abs().max())
+    assert magnitude > 1000
+    assert check.passed, check.reason
+    assert check.max_rel_diff <= export.LOGITS_RELATIVE_TOLERANCE
+
+
+def test_logits_of_other_inputs_fail_the_check(tmp_path):
+    model = _LargeLogits(scale=1.0)
+    inputs = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    wrong_preprocessing = [(t * 0.5)[None].numpy() for t in inputs]  # e.g. scaled by 1/510 instead of 1/255
+    check = export.verify_classifier(_exported(model, tmp_path), model, inputs, wrong_preprocessing)
+    assert not check.passed and "differ" in check.reason
+
+
+def test_logit_comparison_scales_with_the_values_and_checks_the_ranking():
+    expected = np.array([[1500.0, -300.0, 20.0], [0.2, 0.1, -0.3]])
+    # 0.0013 off at a scale of 1500 is float noise (this once failed an absolute 1e-3 tolerance).
+    assert export.compare_logits(expected, expected + np.array([[0.0013, 0, 0], [0, 0, 0]]))[2] == []
+    # 0.002 off at a scale of 1 is not.
+    assert export.compare_logits(expected, expected + np.array([[0, 0, 0], [0, 0.002, 0]]))[2]
+    # A swap of the top two classes fails even when the values are close.
+    swapped = expected.copy()
+    swapped[1, [0, 1]] = swapped[1, [1, 0]]
+    problems = export.compare_logits(expected, swapped, tolerance=0.05)[2]
+    assert any("ranks class 1 first" in problem for problem in problems)
+    # Tied top classes may come out in either order.
+    tied = np.array([[2.0, 2.0, -1.0]])
+    assert export.compare_logits(tied, tied[:, [1, 0, 2]])[2] == []
+    assert export.compare_logits(expected, np.full_like(expected, np.nan))[2]

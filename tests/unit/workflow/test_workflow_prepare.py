@@ -118,11 +118,10 @@ def test_the_lambda_handler_takes_the_state_machine_payload(workflow_env):
 def test_the_real_manifest_builder_is_what_runs_by_default(workflow_env, monkeypatch):
     """Without the fake, sightline.datasets.manifest builds the snapshot: an unregistered dataset fails the step
     with its message (the state machine's Catch records it)."""
-    import importlib
-
+    from sightline.datasets.manifest import build_manifest
     from sightline.errors import NotFound
 
-    monkeypatch.setattr(workflow, "manifest_module", lambda: importlib.import_module("sightline.datasets.manifest"))
+    monkeypatch.setattr(workflow, "build_manifest", build_manifest)
     with pytest.raises((NotFound, BadRequest), match="pets"):
         workflow.prepare_training({"model_id": workflow_env.model_id, "version": 1})
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sightline import model_registry, workflow
+from sightline import model_registry, training_failures, workflow
 from sightline.errors import Conflict
 from workflow_support import (  # noqa: F401 - workflow_env is a fixture
     ARTIFACTS, LambdaContext, add_version, load_event, load_training_steps, record, train, workflow_env,
@@ -238,12 +238,12 @@ def test_a_lambda_failure_reports_its_error_message(workflow_env):
     ],
 )
 def test_failure_reasons(error, reason):
-    assert workflow.failure_reason(error) == reason
+    assert training_failures.failure_reason(error) == reason
 
 
 def test_reasons_are_one_bounded_line():
-    reason = workflow.failure_reason({"Error": "X", "Cause": json.dumps({"errorMessage": "line\n" * 400})})
-    assert "\n" not in reason and len(reason) == workflow.MAX_REASON_CHARS
+    reason = training_failures.failure_reason({"Error": "X", "Cause": json.dumps({"errorMessage": "line\n" * 400})})
+    assert "\n" not in reason and len(reason) == training_failures.MAX_REASON_CHARS
 
 
 def test_a_failed_retrain_keeps_the_serving_model_ready(workflow_env):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sightline import events, keys, model_registry, templates, workflow
+from sightline import aws, contract, events, model_registry, templates, workflow
 
 
 from support import TEST_ENV, load_event  # noqa: E402,F401
@@ -52,7 +52,7 @@ class FakeManifestBuilder:
 @pytest.fixture
 def workflow_env(aws_resources, monkeypatch):
     builder = FakeManifestBuilder()
-    monkeypatch.setattr(workflow, "manifest_module", lambda: builder)
+    monkeypatch.setattr(workflow, "build_manifest", builder.build_manifest)
     published: list[tuple[str, dict]] = []
     monkeypatch.setattr(events, "publish", lambda detail_type, detail: published.append((detail_type, detail)))
     model, _ = model_registry.create_model(
@@ -70,7 +70,7 @@ def add_version(model_id: str, version: int) -> None:
     model = model_registry.get_model(model_id)
     item = model_registry._version_item(
         model_id, version, template=model["template"], params=model["params"], datasets=model["datasets"],
-        created=model_registry.now(),
+        created=aws.utc_now(),
     )
     model_registry._table().put_item(Item=item)
 
@@ -80,7 +80,7 @@ def write_outputs(
     classes: list[str] = CLASSES, skip: tuple[str, ...] = (),
 ) -> None:
     """What the training container leaves under the version's output prefix."""
-    prefix = keys.version_prefix(model_id, version)
+    prefix = contract.version_prefix(model_id, version)
     metrics = {"task": "classification", "primary_metric": primary, "validation_images": 2, "epochs": 3,
                "device": "cpu", "history": [{"epoch": 1, "train_loss": 0.5}],
                "onnx_check": {"images": 2, "max_abs_diff": 1e-6, "passed": True}}

@@ -31,7 +31,7 @@ from sightline.datasets.sources import (
     SourceImage,
     member_issue_key,
 )
-from sightline.templates import CLASSIFICATION, DETECTION
+from sightline.contract import CLASSIFICATION, DETECTION, DatasetStatus
 
 DATASET_ISSUE_LIMIT = 500
 
@@ -103,6 +103,10 @@ class DatasetContents:
         counts.update(box.label for entry in self.detection.values() for box in entry.boxes)
         return dict(sorted(counts.items()))
 
+    def status(self) -> DatasetStatus:
+        """Ready with something to train on; otherwise invalid when issues say why, empty when nothing does."""
+        return dataset_status(bool(self.tasks()), self.issues.count)
+
     def tasks(self) -> list[str]:
         present = []
         if self.classification:
@@ -158,7 +162,7 @@ def _read_result(result_key: str) -> dict[str, Any] | None:
     try:
         response = aws.client("s3").get_object(Bucket=get_settings().artifact_bucket, Key=result_key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if aws.is_not_found(error):
             return None
         raise
     return json.loads(response["Body"].read())
@@ -277,6 +281,14 @@ def _annotated_boxes(
         except BoxRejected as rejection:
             issues.add(annotation_file.path, f"{name}: {rejection}")
     return boxes
+
+
+def dataset_status(trainable: bool, issue_count: int) -> DatasetStatus:
+    """The one rule for a dataset's status (docs/architecture.md, "States"): every file has been processed
+    when a status is computed, so each state is terminal until the dataset changes again."""
+    if trainable:
+        return DatasetStatus.READY
+    return DatasetStatus.INVALID if issue_count else DatasetStatus.EMPTY
 
 
 def join(sources: DatasetSources) -> DatasetContents:

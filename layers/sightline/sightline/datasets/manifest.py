@@ -6,14 +6,13 @@ same way, and adding images never moves existing ones between splits except to k
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from typing import Any
 
+from sightline import aws
+from sightline.contract import CLASSIFICATION, DETECTION, MANIFEST_FORMAT, TASKS
 from sightline.datasets import store
 from sightline.errors import BadRequest
-from sightline.templates import CLASSIFICATION, DETECTION, TASKS
 
-FORMAT = "sightline.manifest/v1"
 TRAIN = "train"
 VALIDATION = "validation"
 
@@ -107,10 +106,10 @@ def build_manifest(datasets: list[str], task: str, validation_fraction: float) -
             entry["boxes"] = item["boxes"]
         manifest_items.append(entry)
     return {
-        "format": FORMAT,
+        "format": MANIFEST_FORMAT,
         "task": task,
         "datasets": names,
         "classes": classes,
-        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": aws.utc_now(),
         "items": manifest_items,
     }

@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError
 
 from sightline import aws, events, keys
 from sightline.config import get_settings
@@ -55,44 +52,6 @@ MAX_PENDING_UPLOADS = 32
 MAX_PENDING_UPLOAD_BYTES = 256 * 1024 * 1024
 DATASET_UPDATED = "DatasetUpdated"
 
-_RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalServerError",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "TransactionConflictException",
-    }
-)
-_OBJECT_GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
-_OBJECT_REPLACED_CODES = frozenset({"PreconditionFailed", "412"})
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def is_retryable(error: BaseException) -> bool:
-    """Throttling, timeouts and server errors of S3/DynamoDB: trying again later may succeed. Bad data never is."""
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return _error_code(error) in _RETRYABLE_CODES or status == 429 or status >= 500
-    return isinstance(error, (BotoConnectionError, HTTPClientError))
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _plain_etag(etag: str | None) -> str | None:
     # Events carry the ETag bare, HEAD answers quote it.
     return etag.strip().strip('"') if etag else None
@@ -127,7 +86,7 @@ class ArtifactImageStore:
             s3.head_object(Bucket=self._bucket, Key=key)
             return  # immutable and content-addressed: already there means already right
         except ClientError as error:
-            if _error_code(error) not in _OBJECT_GONE_CODES:
+            if not aws.is_not_found(error):
                 raise
         s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
 
@@ -162,7 +121,7 @@ def _head(bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return aws.client("s3").head_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if _error_code(error) in _OBJECT_GONE_CODES:
+        if aws.is_not_found(error):
             return None
         raise
 
@@ -215,7 +174,7 @@ def _source_item(
         "issues": fit_issues(parse.issues.items[:SOURCE_ISSUE_LIMIT], SOURCE_ISSUE_BYTES),
         "issue_count": parse.issues.count,
         "parser_version": PARSER_VERSION,
-        "registered_at": _utc_now(),
+        "registered_at": aws.utc_now(),
     }
     if version_id:
         item["version_id"] = version_id
@@ -245,7 +204,7 @@ def _put_source(item: dict[str, Any], sequencer: str | None) -> bool:
         )
         return True
     except ClientError as error:
-        if _error_code(error) == "ConditionalCheckFailedException":
+        if aws.is_condition_failed(error):
             return False
         raise
 
@@ -287,7 +246,7 @@ def register_object(
     Returns ``{"key", "dataset", "status", ...}``; status is ``registered`` or ``invalid`` (processed), ``unchanged``
     (this upload was already registered), ``superseded`` (a newer upload of the key exists), ``missing`` (the
     object is gone), ``skipped`` (a harmless file such as .DS_Store) or ``rejected`` (outside a valid dataset
-    folder; ``issues`` says why). Bad data never raises; S3/DynamoDB failures do (see ``is_retryable``).
+    folder; ``issues`` says why). Bad data never raises; S3/DynamoDB failures do (see ``aws.is_retryable``).
     """
     obj, kind, issues = _check_key(key)
     if obj is None:
@@ -317,10 +276,10 @@ def register_object(
     try:
         parse = _parse(bucket, obj, kind, size, etag, version_id)
     except ClientError as error:
-        code = _error_code(error)
-        if code in _OBJECT_REPLACED_CODES:
+        # The read is pinned to the ETag (and version) it was told about: a precondition failure means replaced.
+        if aws.is_condition_failed(error):
             return _outcome(key, obj.dataset, "superseded")
-        if code in _OBJECT_GONE_CODES:
+        if aws.is_not_found(error):
             return _outcome(key, obj.dataset, "missing")
         raise
     if parse.kind in (KIND_ARCHIVE, KIND_COCO) and parse.status == STATUS_REGISTERED:
@@ -365,7 +324,7 @@ def unregister_object(bucket: str, key: str, *, sequencer: str | None = None) ->
     try:
         table.delete_item(**request)
     except ClientError as error:
-        if _error_code(error) == "ConditionalCheckFailedException":
+        if aws.is_condition_failed(error):
             return _outcome(key, obj.dataset, "superseded")
         raise
     return _outcome(key, obj.dataset, "removed", summary=recompute_dataset(obj.dataset))
@@ -380,8 +339,8 @@ def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, A
     if listed_at is None:
         listed_at = time.time_ns()
     contents = catalog.dataset_contents(name)
-    status = store.STATUS_READY if contents.image_count else store.STATUS_REGISTERING
-    now = _utc_now()
+    status = contents.status()
+    now = aws.utc_now()
     values = {
         "name": name,
         "status": status,
@@ -412,7 +371,7 @@ def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, A
             ReturnValues="ALL_NEW",
         )
     except ClientError as error:
-        if _error_code(error) != "ConditionalCheckFailedException":
+        if not aws.is_condition_failed(error):
             raise
         logger.info("a later recompute already stored the summary", extra={"dataset": name, "listed_at": listed_at})
         return store.get_dataset(name) or store.public_dataset({**values, "created_at": now})

@@ -1,39 +1,37 @@
 """Dataset reads for the API and the training workflow."""
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
 from sightline import aws, keys
 from sightline.config import get_settings
+from sightline.contract import TASKS, DatasetStatus
 from sightline.datasets import catalog
 from sightline.datasets.paths import is_valid_dataset_name
 from sightline.errors import BadRequest, NotFound
-from sightline.templates import TASKS
-
-STATUS_REGISTERING = "registering"
-STATUS_READY = "ready"
 
 
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers arrive as Decimal; the API speaks JSON."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+def migrate_dataset_status(item: dict[str, Any]) -> DatasetStatus:
+    """The status of a stored dataset item, in today's states.
+
+    Releases before terminal states wrote ``registering`` for every dataset without images, whatever the reason,
+    and left it there; such an item is read as the state its stored counts give (the next recompute of the
+    dataset writes it for good). Everything today's code writes passes through unchanged.
+    """
+    status = item.get("status")
+    if status in (DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID):
+        return DatasetStatus(status)
+    return catalog.dataset_status(bool(item.get("tasks")), int(item.get("issue_count") or 0))
 
 
 def public_dataset(item: dict[str, Any]) -> dict[str, Any]:
     """The API's view of a dataset META item (no table keys, no concurrency bookkeeping)."""
-    item = _plain(item)
+    item = aws.from_dynamo(item)
     return {
         "name": item["name"],
-        "status": item.get("status", STATUS_REGISTERING),
+        "status": migrate_dataset_status(item),
         "classes": dict(item.get("classes", {})),
         "images": item.get("images", 0),
         "annotations": item.get("annotations", 0),

@@ -1,7 +1,7 @@
 """Where moto needs Docker or falls short, the local stack plugs in its own executors.
 
 - Lambda: moto runs functions in Docker; here ``LambdaFunction.invoke`` goes to the warm worker processes.
-- Batch: moto runs jobs in Docker; here ``Job.run`` starts the training container's entrypoint as a process.
+- Batch: moto runs jobs in Docker; here ``Job.run`` hands the job to ``batch_runner.LocalJobRunner``.
 - Step Functions: moto 5.2.5's ``batch:submitJob.sync`` passes ASL names (``JobName``) to boto3 unmapped and
   reads the answer with the wrong casing (``KeyError: 'JobName'``/``'JobId'``); the request and response are
   mapped through botocore's service model here, as AWS does.
@@ -12,21 +12,13 @@
 from __future__ import annotations
 
 import copy
-import fnmatch
 import json
 import logging
-import os
-import signal
-import subprocess
-import threading
-import time
-from collections import deque
-from datetime import datetime
-from pathlib import Path
 from typing import Any, Callable
 
 import botocore.session
 
+from sightline_local.batch_runner import LocalJobRunner
 from sightline_local.lambda_runtime import LambdaRuntime
 
 log = logging.getLogger("sightline.local")
@@ -34,7 +26,7 @@ log = logging.getLogger("sightline.local")
 _installed = False
 
 
-def install(runtime: LambdaRuntime, job_runner: "LocalJobRunner", start_execution: Callable[[str, str], None]) -> None:
+def install(runtime: LambdaRuntime, job_runner: LocalJobRunner, start_execution: Callable[[str, str], None]) -> None:
     """Patch moto (once per process) so its services use the local executors."""
     global _installed
     if _installed:
@@ -69,146 +61,6 @@ def _patch_lambda(runtime: LambdaRuntime) -> None:
 
 
 # ---------------------------------------------------------------- Batch
-class LocalJobRunner:
-    """Runs Batch jobs of the template's job definitions as local processes, one at a time (one GPU)."""
-
-    def __init__(self, command: list[str], base_env: dict[str, str], log_dir: Path, workdir: Path, concurrency: int = 1) -> None:
-        self.command = command
-        self.base_env = base_env
-        self.log_dir = log_dir
-        self.workdir = workdir
-        self._slots = threading.Semaphore(concurrency)
-        self._running: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
-        self._closing = False
-
-    def shutdown(self) -> None:
-        """Stop running jobs as Batch would (SIGTERM, then SIGKILL): the trainer checkpoints on the way out."""
-        with self._lock:
-            self._closing = True
-            running = list(self._running)
-        for process in running:
-            _stop_process(process)
-
-    def run(self, job: Any) -> None:
-        """Run the job's attempts as the job definition's retry strategy says, one process each."""
-        from moto.batch.utils import JobStatus
-
-        job._status = JobStatus.PENDING
-        job._status = JobStatus.RUNNABLE
-        retry_strategy = job.job_definition.retry_strategy or {}
-        attempts = max(1, int(retry_strategy.get("attempts") or 1))
-        with self._slots:
-            for attempt in range(1, attempts + 1):
-                if job.stop or self._closing:
-                    job.job_stopped_reason = job.job_stopped_reason or "terminated before it started"
-                    job._mark_stopped(success=False)
-                    return
-                exit_code, status_reason, last_line = self._run_attempt(job, attempt)
-                if exit_code == 0 and not job.stop:
-                    job._mark_stopped(success=True)
-                    log.info("batch job %s succeeded (attempt %d)", job.job_name, attempt)
-                    return
-                retry = not job.stop and not self._closing and attempt < attempts and should_retry(
-                    retry_strategy.get("evaluateOnExit") or [], exit_code, status_reason, reason=""
-                )
-                log.warning("batch job %s attempt %d failed (exit %s: %s)%s", job.job_name, attempt, exit_code,
-                            last_line, "; retrying" if retry else "")
-                if not retry:
-                    job.job_stopped_reason = job.job_stopped_reason or (
-                        f"{status_reason} with code {exit_code}: {last_line}"[:1000]
-                    )
-                    job._mark_stopped(success=False)
-                    return
-
-    def _run_attempt(self, job: Any, attempt: int) -> tuple[int, str, str]:
-        """One container run: (exit code, Batch's status reason for it, the last line it printed)."""
-        from moto.batch.utils import JobStatus
-
-        job._status = JobStatus.STARTING
-        environment = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
-        env = {**self.base_env, **environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)}
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{job.job_id}-{attempt}.log"
-        job.job_started_at = datetime.now()
-        job.log_stream_name = str(log_path)
-        job._start_attempt()
-        job._status = JobStatus.RUNNING
-        log.info("batch job %s (%s) attempt %d started: %s; log %s", job.job_name, job.job_id, attempt,
-                 " ".join(self.command), log_path)
-        tail: deque[str] = deque(maxlen=20)
-        status_reason = "Essential container in task exited"
-        with open(log_path, "w") as log_file:
-            process = subprocess.Popen(
-                self.command, env=env, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            with self._lock:
-                self._running.add(process)
-            try:
-                reader = threading.Thread(target=self._relay, args=(process, log_file, tail, job.job_name), daemon=True)
-                reader.start()
-                deadline = _attempt_deadline(job)
-                while process.poll() is None:
-                    if job.stop or (deadline and time.time() > deadline):
-                        if not job.stop:
-                            status_reason = "Job attempt duration exceeded timeout"
-                        _stop_process(process)
-                        break
-                    time.sleep(0.5)
-                process.wait()
-                reader.join(timeout=5)
-            finally:
-                with self._lock:
-                    self._running.discard(process)
-        job.exit_code = process.returncode
-        if job.latest_attempt is not None:
-            job.latest_attempt["container"]["exitCode"] = process.returncode
-            job.latest_attempt["statusReason"] = status_reason
-            job.job_stopped_at = datetime.now()
-            job._stop_attempt()
-        last_line = next((line for line in reversed(tail) if line.strip()), "")
-        return process.returncode, status_reason, last_line
-
-    @staticmethod
-    def _relay(process: subprocess.Popen, log_file: Any, tail: deque, name: str) -> None:
-        for raw in iter(process.stdout.readline, b""):
-            line = raw.decode(errors="replace").rstrip()
-            log_file.write(line + "\n")
-            log_file.flush()
-            tail.append(line)
-            log.info("[batch %s] %s", name, line)
-
-
-def should_retry(rules: list[dict], exit_code: int, status_reason: str, reason: str) -> bool:
-    """Batch's evaluateOnExit: the first rule whose every condition matches decides; none matching retries."""
-    for rule in rules:
-        conditions = (
-            (rule.get("onExitCode"), str(exit_code)),
-            (rule.get("onStatusReason"), status_reason),
-            (rule.get("onReason"), reason),
-        )
-        if all(pattern is None or fnmatch.fnmatchcase(value, pattern) for pattern, value in conditions):
-            return str(rule.get("action", "")).upper() == "RETRY"
-    return True
-
-
-def _attempt_deadline(job: Any) -> float | None:
-    seconds = job._get_attempt_duration()
-    return time.time() + int(seconds) if seconds else None
-
-
-def _stop_process(process: subprocess.Popen) -> None:
-    # Batch sends SIGTERM, then SIGKILL 30 s later; the trainer checkpoints on SIGTERM.
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def _patch_batch(job_runner: LocalJobRunner) -> None:
     from moto.batch.models import Job
     from moto.moto_api import state_manager

@@ -1,0 +1,110 @@
+"""The names the parts of Sightline agree on, written once.
+
+The functions, the layer and the training container (which copies this package into its image) all import
+these: artifact file names and keys, document formats, the training job's environment, tasks, and the states of
+datasets, models and versions with the transitions between them. docs/architecture.md shows the same table;
+a test keeps the two in step.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+# ---------------------------------------------------------------- tasks
+
+CLASSIFICATION = "classification"
+DETECTION = "detection"
+TASKS = (CLASSIFICATION, DETECTION)
+
+# ---------------------------------------------------------------- documents and artifacts
+
+LABELS_FORMAT = "sightline.labels/v1"
+MANIFEST_FORMAT = "sightline.manifest/v1"
+
+MODEL_FILE = "model.onnx"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+MANIFEST_FILE = "manifest.json"
+# What a finished training job publishes under its output URI; metrics.json goes last (it marks completeness).
+TRAINING_OUTPUTS = (MODEL_FILE, LABELS_FILE, METRICS_FILE)
+
+
+def manifest_key(model_id: str, version: int) -> str:
+    """The dataset snapshot a version trains on, in the artifact bucket."""
+    return f"manifests/{model_id}/v{version}/{MANIFEST_FILE}"
+
+
+def version_prefix(model_id: str, version: int) -> str:
+    """Where the training job writes ``TRAINING_OUTPUTS`` in the artifact bucket."""
+    return f"models/{model_id}/v{version}/"
+
+
+def checkpoint_prefix(model_id: str, version: int) -> str:
+    """Where the training job keeps ``CHECKPOINT_FILE`` between attempts."""
+    return f"checkpoints/{model_id}/v{version}/"
+
+
+# ---------------------------------------------------------------- the training job's environment
+
+
+class JobEnvironment(StrEnum):
+    """Variables the workflow sets on the Batch job (``ContainerOverrides.Environment``)."""
+
+    MANIFEST_URI = "SIGHTLINE_MANIFEST_URI"
+    OUTPUT_URI = "SIGHTLINE_OUTPUT_URI"
+    CHECKPOINT_URI = "SIGHTLINE_CHECKPOINT_URI"
+    TEMPLATE = "SIGHTLINE_TEMPLATE"
+    PARAMS = "SIGHTLINE_PARAMS"
+
+
+# ---------------------------------------------------------------- states
+
+
+class DatasetStatus(StrEnum):
+    READY = "ready"  # at least one usable image for some task
+    EMPTY = "empty"  # nothing to train on and nothing refused: no files, or annotations still waiting for images
+    INVALID = "invalid"  # every uploaded file was refused; ``issues`` say why
+    # Written by releases before terminal states existed; read back as one of the three above (see
+    # ``sightline.datasets.store.migrate_dataset_status``) and never written any more.
+    REGISTERING = "registering"
+
+
+class VersionStatus(StrEnum):
+    TRAINING = "training"
+    READY = "ready"  # trained; ``promoted`` says whether it serves (or served)
+    FAILED = "failed"
+
+
+class ModelStatus(StrEnum):
+    TRAINING = "training"  # serves nothing yet; a version trains
+    READY = "ready"  # serves ``serving_version`` (and keeps serving it while a newer version trains)
+    FAILED = "failed"  # serves nothing; the last run failed (``failure_reason``)
+
+
+# Every status write goes from one of these states to another (None: the item does not exist yet). The
+# conditional writes in the registries are derived from this table, and docs/architecture.md prints it.
+DATASET_TRANSITIONS: dict[DatasetStatus | None, frozenset[DatasetStatus]] = {
+    # A dataset's status is recomputed from its files after every change, so any state can follow any other.
+    None: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
+    DatasetStatus.READY: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
+    DatasetStatus.EMPTY: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
+    DatasetStatus.INVALID: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
+    DatasetStatus.REGISTERING: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
+}
+VERSION_TRANSITIONS: dict[VersionStatus | None, frozenset[VersionStatus]] = {
+    None: frozenset({VersionStatus.TRAINING}),
+    VersionStatus.TRAINING: frozenset({VersionStatus.READY, VersionStatus.FAILED}),
+    VersionStatus.READY: frozenset(),  # final; promotion is the separate ``promoted`` flag
+    VersionStatus.FAILED: frozenset(),  # final; a retry is a new version
+}
+MODEL_TRANSITIONS: dict[ModelStatus | None, frozenset[ModelStatus]] = {
+    None: frozenset({ModelStatus.TRAINING}),
+    ModelStatus.TRAINING: frozenset({ModelStatus.READY, ModelStatus.FAILED}),
+    ModelStatus.READY: frozenset({ModelStatus.READY}),  # a serving model keeps serving, whatever newer runs do
+    ModelStatus.FAILED: frozenset({ModelStatus.TRAINING}),  # a new version starts on a model that serves nothing
+}
+
+
+def states_leading_to(transitions: dict, target: StrEnum) -> tuple[str, ...]:
+    """The existing states from which ``target`` may be written, sorted: what a conditional write checks."""
+    return tuple(sorted(str(state) for state, nexts in transitions.items() if state is not None and target in nexts))
