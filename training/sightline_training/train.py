@@ -16,7 +16,7 @@ from PIL import Image
 
 from sightline import imaging
 from sightline.errors import BadRequest
-from sightline.contract import CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE, MODEL_FILE
+from sightline.contract import CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE, MODEL_FILE
 from sightline.templates import TrainingTemplate, template_for
 
 from sightline_training import data, engine, export, storage
@@ -98,7 +98,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
-        checkpoint_path = config.work_dir / "checkpoint.pt"
+        checkpoint_path = config.work_dir / CHECKPOINT_FILE
         start_epoch, history = 0, []
         checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path)
         if checkpoint is not None:
