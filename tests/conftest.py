@@ -1,8 +1,46 @@
+"""Fixtures of every test folder. Helpers that tests call themselves are in ``support.py``."""
 from __future__ import annotations
 
 import pytest
 
-from support import TEST_ENV, create_resources, load_event  # noqa: F401 - re-exported for older imports
+from support import TEST_ENV, Datasets, create_resources
+
+_SHARED_MODELS: dict = {}
+_LOADER_METHODS = (
+    "load_service_model",
+    "load_data_with_path",
+    "list_available_services",
+    "determine_latest_version",
+    "list_api_versions",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_service_models():
+    """Share botocore's parsed service models between boto3 sessions.
+
+    Every test starts from fresh sessions (``aws_env`` resets ``sightline.aws``), and re-reading the same model
+    JSON for each new client is most of the moto tests' run time. Within one session botocore already shares these
+    objects, so sharing them across sessions changes nothing but speed.
+    """
+    from botocore import loaders
+
+    originals = {name: getattr(loaders.Loader, name) for name in _LOADER_METHODS}
+
+    def shared(name, original):
+        def load(self, *args, **kwargs):
+            key = (name, args, tuple(sorted(kwargs.items())))
+            if key not in _SHARED_MODELS:
+                _SHARED_MODELS[key] = original(self, *args, **kwargs)
+            return _SHARED_MODELS[key]
+
+        return load
+
+    for name, original in originals.items():
+        setattr(loaders.Loader, name, shared(name, original))
+    yield
+    for name, original in originals.items():
+        setattr(loaders.Loader, name, original)
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +66,9 @@ def aws_resources():
 
     with mock_aws():
         yield create_resources()
+
+
+@pytest.fixture
+def datasets(aws_resources) -> Datasets:
+    """Upload objects to the data bucket and register them as the register function would."""
+    return Datasets(aws_resources)

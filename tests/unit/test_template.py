@@ -1,7 +1,6 @@
 """The SAM template: it lints, its wiring points at code that exists, and it matches the API description."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -12,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from samtranslator.yaml_helper import yaml_parse
+
+from support import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -39,9 +40,7 @@ def test_every_handler_exists(name):
     properties = _functions()[name]
     code_dir = ROOT / properties["CodeUri"]
     module_name, _, function_name = properties["Handler"].rpartition(".")
-    spec = importlib.util.spec_from_file_location(f"handler_{name}", code_dir / f"{module_name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(code_dir / f"{module_name}.py")
     assert callable(getattr(module, function_name))
     assert (code_dir / "requirements.txt").exists()
 

@@ -6,10 +6,9 @@ import json
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from api_support import (  # noqa: F401 - api_env is a fixture
-    FakeDatasetStore, api_env, dataset, model_items, request,
-)
-from sightline import aws, model_registry, workflow
+from sightline import model_registry, workflow
+from api_helpers import model_items, request
+from support import intercept_aws
 
 VALID = {
     "name": "pet classifier",
@@ -20,28 +19,14 @@ VALID = {
 }
 
 
-def add_datasets(store) -> None:
-    store.add(dataset("pets"))
-    store.add(dataset("more-pets"))
-    store.add(dataset("shapes", tasks=("detection",)))
-    store.add(dataset("uploading", status="registering"))
+@pytest.fixture
+def ready_pets(api_datasets):
+    return api_datasets
 
 
 @pytest.fixture
-def ready_pets(api_env):
-    add_datasets(api_env.store)
-    return api_env
-
-
-@pytest.fixture
-def validation_only(monkeypatch):
-    """For requests that must be refused: the datasets, and no way to create a model or start training
-    (so the many cases need no moto)."""
-    from sightline import api
-
-    store = FakeDatasetStore()
-    add_datasets(store)
-    monkeypatch.setattr(api, "dataset_store", store)
+def validation_only(api_datasets, monkeypatch):
+    """For requests that must be refused: the datasets, and no way to create a model or start training."""
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a refused request must not create a model or start training")
@@ -167,7 +152,7 @@ def test_each_bad_field_is_a_400_naming_it(validation_only, change, code, messag
 
 
 def test_a_refused_request_writes_and_starts_nothing(ready_pets):
-    for change in ({"name": ""}, {"params": {"epochs": 0}}, {"datasets": ["ghosts"]}, {"datasets": ["uploading"]}):
+    for change in ({"name": ""}, {"params": {"epochs": 0}}, {"datasets": ["ghosts"]}, {"datasets": ["broken"]}):
         assert post({**VALID, **change}).status in (400, 409)
     assert model_items(ready_pets.resources.table) == []
     assert ready_pets.sfn.list_executions(stateMachineArn=ready_pets.state_machine_arn)["executions"] == []
@@ -179,11 +164,11 @@ def test_required_fields(validation_only, missing):
     assert post(body).status == 400
 
 
-def test_a_dataset_still_registering_is_a_409(validation_only):
-    answer = post({**VALID, "datasets": ["pets", "uploading"]})
+def test_a_dataset_that_is_not_ready_is_a_409(validation_only):
+    answer = post({**VALID, "datasets": ["pets", "broken"]})
     assert_rejected(
         answer, 409, "dataset_not_ready",
-        "dataset 'uploading' is not ready (status: registering); retry when its registration has finished",
+        "dataset 'broken' is not ready (status: invalid); retry when its registration has finished",
     )
 
 
@@ -191,17 +176,6 @@ def only_model(table) -> tuple[dict, dict]:
     items = model_items(table)
     model_id = next(item["model_id"] for item in items if item["sk"] == "META")
     return model_registry.get_model(model_id), model_registry.get_version(model_id, 1)
-
-
-def replace_step_functions(monkeypatch, fake) -> None:
-    """The workflow module sees ``fake`` as its Step Functions client; every other client stays moto's."""
-    real_client = aws.client
-
-    def client(service: str):
-        return fake if service == "stepfunctions" else real_client(service)
-
-    client.cache_clear = real_client.cache_clear  # aws.reset() still clears the real cache
-    monkeypatch.setattr(aws, "client", client)
 
 
 def test_a_workflow_that_cannot_start_leaves_the_model_failed_with_the_reason(ready_pets):
@@ -217,11 +191,10 @@ def test_a_workflow_that_cannot_start_leaves_the_model_failed_with_the_reason(re
 
 
 def test_an_unreachable_step_functions_also_fails_the_model(ready_pets, monkeypatch):
-    class Unreachable:
-        def start_execution(self, **_):
-            raise EndpointConnectionError(endpoint_url="https://states.us-east-1.amazonaws.com")
+    def unreachable(start_execution, **_):
+        raise EndpointConnectionError(endpoint_url="https://states.us-east-1.amazonaws.com")
 
-    replace_step_functions(monkeypatch, Unreachable())
+    intercept_aws(monkeypatch, "stepfunctions", "start_execution", unreachable)
     assert_rejected(post(VALID), 503, "training_unavailable")
     model, _ = only_model(ready_pets.resources.table)
     assert model["status"] == "failed" and "Could not connect" in model["failure_reason"]
@@ -230,17 +203,16 @@ def test_an_unreachable_step_functions_also_fails_the_model(ready_pets, monkeypa
 def test_an_execution_that_already_exists_is_the_same_run(ready_pets, monkeypatch):
     """A retried start (same execution name) is not a failure: the ARN follows from the name."""
 
-    class AlreadyStarted:
-        def start_execution(self, **kwargs):
-            raise ClientError(
-                {"Error": {"Code": "ExecutionAlreadyExists", "Message": f"Execution Already Exists: {kwargs['name']}"}},
-                "StartExecution",
-            )
+    def already_started(start_execution, **kwargs):
+        raise ClientError(
+            {"Error": {"Code": "ExecutionAlreadyExists", "Message": f"Execution Already Exists: {kwargs['name']}"}},
+            "StartExecution",
+        )
 
     model, version = model_registry.create_model(
         name="m", task="classification", datasets=["pets"], template="mobilenet_v3_small", params={}
     )
-    replace_step_functions(monkeypatch, AlreadyStarted())
+    intercept_aws(monkeypatch, "stepfunctions", "start_execution", already_started)
     arn = workflow.start_training(model["model_id"], 1)
     assert arn == (
         "arn:aws:states:us-east-1:123456789012:execution:sightline-test-train:" f"{model['model_id']}-v1"
@@ -260,20 +232,15 @@ def test_starting_the_same_version_twice_gives_one_execution(ready_pets):
     assert len(executions) == 1
 
 
-def test_datasets_are_checked_with_the_real_dataset_store(api_env, monkeypatch):
-    """The fake store above stands in for sightline.datasets.store; this checks the real one answers alike."""
-    import importlib
+def test_datasets_are_checked_with_the_real_dataset_store(api_env):
+    """Each dataset check of a request, against datasets the real registration wrote, an ``empty`` one among them
+    (its only image was deleted again), read through sightline.datasets.store."""
+    from sightline import api
+    from sightline.datasets import store
 
-    from sightline import api, keys
-
-    monkeypatch.setattr(api, "dataset_store", importlib.import_module("sightline.datasets.store"))
-    for name, status, tasks in (("pets", "ready", ["classification"]), ("uploading", "empty", [])):
-        api_env.resources.table.put_item(Item={
-            "pk": keys.dataset_pk(name), "sk": keys.META, "gsi1pk": keys.DATASETS_INDEX_PK, "gsi1sk": name,
-            "name": name, "status": status, "classes": {"cat": 3, "dog": 4}, "images": 7, "annotations": 0,
-            "tasks": tasks, "issues": [], "issue_count": 0,
-            "created_at": "2026-11-22T05:00:00Z", "updated_at": "2026-11-22T05:00:00Z",
-        })
+    assert api.dataset_store is store
+    api_env.datasets.classification("pets")
+    api_env.datasets.empty("uploading")
     assert_rejected(post({**VALID, "datasets": ["uploading"]}), 409, "dataset_not_ready")
     assert_rejected(post({**VALID, "datasets": ["ghosts"]}), 400, "unknown_dataset")
     assert_rejected(post({**VALID, "task": "detection", "template": None}), 400, "dataset_task_mismatch")

@@ -1,17 +1,11 @@
 """The read routes of the REST API and its error answers (POST /v1/models is in test_api_create_model.py)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-from api_support import (  # noqa: F401 - api_env is a fixture
-    LambdaContext, api_env, dataset, load_event, parsed, request,
-)
 from sightline import model_registry, templates
-
-REPO = Path(__file__).resolve().parents[3]
+from api_helpers import parsed, request
+from support import LambdaContext, intercept_aws, load_event, load_function
 
 
 def create_model(name: str = "pets model") -> tuple[dict, dict]:
@@ -46,12 +40,12 @@ def test_templates_describe_every_template_and_the_defaults():
 
 
 def test_datasets_are_listed(api_env):
-    api_env.store.add(dataset("pets"))
-    api_env.store.add(dataset("shapes", status="registering", tasks=("detection",)))
+    api_env.datasets.classification("pets")
+    api_env.datasets.invalid("shapes")
     answer = request("apigw_get_datasets.json")
     assert answer.status == 200
     assert [d["name"] for d in answer.json["datasets"]] == ["pets", "shapes"]
-    assert answer.json["datasets"][1]["status"] == "registering"
+    assert answer.json["datasets"][1]["status"] == "invalid"
 
 
 def test_no_datasets_is_an_empty_list(api_env):
@@ -59,7 +53,7 @@ def test_no_datasets_is_an_empty_list(api_env):
 
 
 def test_one_dataset(api_env):
-    api_env.store.add(dataset("pets"))
+    api_env.datasets.classification("pets")
     answer = request("apigw_get_dataset.json")
     assert answer.status == 200
     assert answer.json["name"] == "pets" and answer.json["classes"] == {"cat": 3, "dog": 4}
@@ -159,10 +153,10 @@ def test_wrong_method_is_a_json_405(method, path, allowed):
 
 
 def test_unexpected_errors_are_a_generic_500_and_logged(api_env, monkeypatch, caplog):
-    def broken() -> list[dict]:
+    def broken(query, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(model_registry, "list_models", broken)
+    intercept_aws(monkeypatch, "table", "query", broken)
     answer = request("apigw_get_models.json")
     assert answer.status == 500
     assert answer.json["error"]["code"] == "internal_error"
@@ -170,16 +164,9 @@ def test_unexpected_errors_are_a_generic_500_and_logged(api_env, monkeypatch, ca
     assert "secret internals" in caplog.text  # the log has what the caller does not
 
 
-def load_handler_module():
-    spec = importlib.util.spec_from_file_location("api_function_app", REPO / "functions" / "api" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_lambda_handler_answers_proxy_events(api_env):
-    api_env.store.add(dataset("pets"))
-    handler = load_handler_module().handler
+    api_env.datasets.classification("pets")
+    handler = load_function("api").handler
     answer = parsed(handler(load_event("apigw_get_dataset.json"), LambdaContext()))
     assert answer.status == 200 and answer.json["name"] == "pets"
     assert parsed(handler(load_event("apigw_get_health.json"), LambdaContext())).json == {"status": "ok"}

@@ -6,23 +6,21 @@ import threading
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
-from api_support import (  # noqa: F401 - api_env is a fixture
-    api_env, dataset, model_items, request,
-)
 from sightline import aws, events, model_registry, workflow
 from sightline.contract import VersionStatus
 from sightline.errors import Conflict
+from api_helpers import model_items, request
+from support import intercept_aws
 
 UNKNOWN_MODEL = "mdl-000000000000"
 
 
 @pytest.fixture
-def retrain_env(api_env, monkeypatch):
-    """Datasets in the fake store, a model created through the API (version 1 training), published events."""
-    for item in (dataset("pets"), dataset("more-pets"), dataset("shapes", tasks=("detection",)),
-                 dataset("uploading", status="registering")):
-        api_env.store.add(item)
+def retrain_env(api_datasets, monkeypatch):
+    """Registered datasets, a model created through the API (version 1 training), published events."""
+    api_env = api_datasets
     published: list[tuple[str, dict]] = []
     monkeypatch.setattr(events, "publish", lambda detail_type, detail: published.append((detail_type, detail)))
     created = request("apigw_post_models.json")  # pets, mobilenet_v3_small, epochs 5
@@ -156,7 +154,7 @@ def test_a_failed_retrain_leaves_the_serving_model_ready(retrain_env):
         ('{"datasets": ["pets", "pets"]}', 400, "invalid_datasets"),
         ('{"datasets": ["ghosts"]}', 400, "unknown_dataset"),
         ('{"datasets": ["shapes"]}', 400, "dataset_task_mismatch"),
-        ('{"datasets": ["uploading"]}', 409, "dataset_not_ready"),
+        ('{"datasets": ["broken"]}', 409, "dataset_not_ready"),
         ('{"template": "ssdlite320_mobilenet_v3_large"}', 400, "invalid_template"),
         ('{"template": "resnet9000"}', 400, "unknown_template"),
         ('{"template": 3}', 400, "invalid_template"),
@@ -354,7 +352,13 @@ def test_the_transaction_itself_refuses_a_stale_counter(retrain_env):
 def test_too_many_lost_races_give_up_with_a_conflict(retrain_env, monkeypatch):
     model_id = retrain_env.model_id
     finish(model_id, 1)
-    monkeypatch.setattr(model_registry, "_allocate", lambda *args: False)
+
+    def always_lost(transact_write_items, **kwargs):  # as DynamoDB answers a transaction another one raced
+        raise ClientError({"Error": {"Code": "TransactionCanceledException",
+                                     "Message": "Transaction cancelled [ConditionalCheckFailed, None, None]"}},
+                          "TransactWriteItems")
+
+    intercept_aws(monkeypatch, "dynamodb", "transact_write_items", always_lost)
     with pytest.raises(Conflict, match="too many concurrent changes"):
         model_registry.create_version(model_id, _spec_of(model_id, 1), trigger={"type": "api"})
 

@@ -6,11 +6,10 @@ import struct
 import tracemalloc
 import zipfile
 
-from dataset_fixtures import shared_service_models, datasets, settings_env  # noqa: F401 - fixtures
-from dataset_helpers import make_zip, png, reasons_for, solid_image
-
 from sightline.datasets import store
 from sightline_local import synthetic
+from dataset_helpers import reasons_for, solid_image
+from support import make_zip, png
 
 ARCHIVE = "datasets/x/a.zip"
 
@@ -128,14 +127,14 @@ def test_overlapping_entries_are_rejected(datasets):
 
 
 def test_nested_archives_and_unsupported_members_are_issues(datasets):
-    archive = make_zip({"cat/a.png": png(1), "inner.zip": make_zip({"cat/b.png": png(2)}), "notes.txt": b"x"})
+    archive = make_zip({"cat/a.png": png(1), "inner.zip": make_zip({"cat/b.png": png(2)}), "notes.doc": b"x"})
 
     datasets.register(ARCHIVE, archive)
 
     dataset = store.get_dataset("x")
     assert dataset["images"] == 1
     assert reasons_for(dataset, _member("inner.zip")) == ["archives inside archives are not supported"]
-    assert reasons_for(dataset, _member("notes.txt")) == ["unsupported file type .txt"]
+    assert reasons_for(dataset, _member("notes.doc")) == ["unsupported file type .doc"]
 
 
 def test_stored_and_bzip2_members_are_read(datasets):

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import copy
 
-from dataset_fixtures import shared_service_models, datasets  # noqa: F401 - fixtures
-from dataset_helpers import make_zip, reasons_for, solid_image
-
 from sightline.datasets import store
-from sightline.datasets.coco import Box, BoxRejected, fit_box, parse_coco
+from sightline.datasets.formats.base import Box, BoxRejected, fit_box
+from sightline.datasets.formats.coco import parse_coco
 from sightline.datasets.issues import IssueLog
 from sightline_local import synthetic
+from dataset_helpers import reasons_for, solid_image
+from support import make_zip
 
 
 def _small_coco():

@@ -4,12 +4,12 @@ import hashlib
 import io
 
 import pytest
-from dataset_fixtures import shared_service_models, datasets  # noqa: F401 - fixtures
-from dataset_helpers import png, solid_image
 from PIL import Image
 
 from sightline.datasets import store
 from sightline.datasets.images import InvalidImage, inspect_image
+from dataset_helpers import solid_image
+from support import png
 
 
 @pytest.mark.parametrize(

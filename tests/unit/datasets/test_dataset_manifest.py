@@ -3,12 +3,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from dataset_fixtures import shared_service_models, datasets  # noqa: F401 - fixtures
-from dataset_helpers import png
 
 from sightline.datasets.manifest import assign_splits, build_manifest
 from sightline.errors import BadRequest, NotFound
 from sightline_local import synthetic
+from support import png
 
 
 def _without_timestamp(manifest: dict) -> dict:

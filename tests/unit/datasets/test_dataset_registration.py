@@ -3,12 +3,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from dataset_fixtures import shared_service_models, datasets  # noqa: F401 - fixtures
-from dataset_helpers import issue_keys, make_zip, png, reasons_for
-
 from sightline import keys
 from sightline.datasets import registration, store
 from sightline_local import synthetic
+from dataset_helpers import issue_keys, reasons_for
+from support import make_zip, png
 
 
 def test_class_folder_zip_registers_classes_and_counts(datasets):
@@ -115,6 +114,7 @@ def test_broken_reupload_of_an_archive_removes_only_its_images(datasets):
 
 def test_unsupported_files_are_issues_and_harmless_files_are_skipped(datasets):
     datasets.register("datasets/x/cat/1.png", png(1))
+    assert datasets.register("datasets/x/notes.pdf", b"%PDF-1.7")["status"] == "invalid"
     assert datasets.register("datasets/x/notes.txt", b"hello")["status"] == "invalid"
     assert datasets.register("datasets/x/.DS_Store", b"\x00\x00")["status"] == "skipped"
     assert datasets.register("datasets/x/__MACOSX/cat/._1.png", b"\x00")["status"] == "skipped"
@@ -123,9 +123,11 @@ def test_unsupported_files_are_issues_and_harmless_files_are_skipped(datasets):
 
     dataset = store.get_dataset("x")
     assert dataset["images"] == 2
-    assert reasons_for(dataset, "datasets/x/notes.txt") == ["unsupported file type .txt"]
+    assert reasons_for(dataset, "datasets/x/notes.pdf") == ["unsupported file type .pdf"]
+    # A text file could be an annotation (YOLO labels, classes.txt): it is read, and said to fit no format.
+    assert reasons_for(dataset, "datasets/x/notes.txt")[0].startswith(".txt file fits no known annotation format")
     assert reasons_for(dataset, "datasets/x/a.zip!readme.md") == ["unsupported file type .md"]
-    assert issue_keys(dataset) == {"datasets/x/notes.txt", "datasets/x/a.zip!readme.md"}
+    assert issue_keys(dataset) == {"datasets/x/notes.pdf", "datasets/x/notes.txt", "datasets/x/a.zip!readme.md"}
 
 
 def test_keys_outside_a_valid_dataset_folder_are_rejected_with_a_reason(datasets):
@@ -280,7 +282,8 @@ def test_list_datasets_in_public_shape(datasets):
 
     assert [dataset["name"] for dataset in listed] == ["a", "b"]
     assert set(listed[0]) == {"name", "status", "classes", "images", "annotations", "tasks", "issues",
-                              "issue_count", "training_digests", "created_at", "updated_at"}
+                              "issue_count", "training_digests", "formats", "negatives", "created_at", "updated_at"}
+    assert (listed[0]["formats"], listed[0]["negatives"]) == (["class-folders"], 0)
     assert store.get_dataset("nope") is None
     assert store.get_dataset("../etc") is None
 

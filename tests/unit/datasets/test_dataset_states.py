@@ -4,11 +4,9 @@ from __future__ import annotations
 import io
 import zipfile
 
-from dataset_fixtures import datasets, shared_service_models  # noqa: F401
-from dataset_helpers import make_zip, png
-
 from sightline import keys
 from sightline.datasets import registration, store
+from support import make_zip, png
 
 
 def test_an_archive_whose_every_member_is_refused_leaves_the_dataset_invalid(datasets):
@@ -88,3 +86,33 @@ def test_the_next_change_writes_the_migrated_state_for_good(datasets):
 
     stored = datasets.resources.table.get_item(Key={"pk": keys.dataset_pk("stuck"), "sk": keys.META})["Item"]
     assert stored["status"] == "ready"
+
+
+def test_annotation_sources_stored_before_formats_existed_still_join(datasets):
+    """Previous layout: an annotation file's source item said kind "coco" and its stored parse had no "format",
+    "box_units" or "class_indices". Such a dataset recomputes to the same contents."""
+    import json
+
+    from sightline_local import synthetic
+
+    document, files = synthetic.coco_dataset(images=3, size=64, seed=9)
+    datasets.register_json("datasets/old/annotations.json", document)
+    for name, data in files.items():
+        datasets.register(f"datasets/old/{name}", data)
+    before = store.get_dataset("old")
+
+    table, s3 = datasets.resources.table, datasets.resources.s3
+    item = table.get_item(Key={"pk": keys.dataset_pk("old"), "sk": keys.source_sk("datasets/old/annotations.json")})["Item"]
+    table.put_item(Item={**item, "kind": "coco"})
+    bucket = datasets.resources.artifact_bucket
+    result = json.loads(s3.get_object(Bucket=bucket, Key=item["result_key"])["Body"].read())
+    for annotation_file in result["annotation_files"]:
+        for field in ("format", "box_units", "class_indices"):
+            del annotation_file[field]
+    s3.put_object(Bucket=bucket, Key=item["result_key"], Body=json.dumps(result).encode())
+
+    after = registration.recompute_dataset("old")
+
+    assert after["status"] == "ready" and after["issues"] == []
+    assert (after["classes"], after["annotations"], after["training_digests"]) == (
+        before["classes"], before["annotations"], before["training_digests"])

@@ -1,33 +1,20 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
-from dataset_fixtures import shared_service_models, datasets  # noqa: F401 - fixtures
-from dataset_helpers import load_event, png
 
 from sightline.datasets import store
 from sightline.datasets.notifications import object_notifications
+from support import LambdaContext, intercept_aws, load_event, load_function, png
 
-HANDLER = Path(__file__).parents[3] / "functions" / "register_dataset" / "app.py"
-CONTEXT = SimpleNamespace(
-    function_name="sightline-register-dataset",
-    memory_limit_in_mb=1024,
-    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:sightline-register-dataset",
-    aws_request_id="3f8e2a1c-0000-4000-8000-000000000000",
-)
+CONTEXT = LambdaContext()
 
 
 @pytest.fixture
 def register_function():
-    spec = importlib.util.spec_from_file_location("register_dataset_app", HANDLER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function("register_dataset")
 
 
 def _with_etags(event: dict, etags: dict[str, str]) -> dict:
@@ -87,14 +74,13 @@ def test_throttled_record_is_retried_after_the_others(datasets, register_functio
     }
     event = _with_etags(load_event("s3_object_created_multiple.json"), etags)
     event["Records"] = event["Records"][:2]
-    register = register_function.register_object
 
-    def throttled_for_dog(bucket, key, *args, **kwargs):
-        if "/dog/" in key:
+    def throttled_for_dog(put_item, **kwargs):
+        if "/dog/" in kwargs["Item"].get("sk", ""):
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem")
-        return register(bucket, key, *args, **kwargs)
+        return put_item(**kwargs)
 
-    monkeypatch.setattr(register_function, "register_object", throttled_for_dog)
+    intercept_aws(monkeypatch, "table", "put_item", throttled_for_dog)
 
     with pytest.raises(register_function.RetryableRegistrationError, match="datasets/pets/dog/broken.jpg"):
         register_function.handler(event, CONTEXT)
@@ -102,10 +88,10 @@ def test_throttled_record_is_retried_after_the_others(datasets, register_functio
 
 
 def test_unexpected_non_retryable_error_is_logged_not_raised(datasets, register_function, monkeypatch):
-    def denied(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+    def denied(head_object, **kwargs):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "HeadObject")
 
-    monkeypatch.setattr(register_function, "register_object", denied)
+    intercept_aws(monkeypatch, "s3", "head_object", denied)
     event = _with_etags(load_event("s3_object_created.json"), {})
 
     result = register_function.handler(event, CONTEXT)

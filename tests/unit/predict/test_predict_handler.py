@@ -1,45 +1,25 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from support import load_event
-from predict_support import (  # noqa: F401 - fixtures
-    classifier_labels,
-    classifier_onnx,
-    encode,
-    fresh_predictor_cache,
-    seed_model,
-    solid,
-)
+from predict_helpers import classifier_labels
+from support import REPO, LambdaContext, load_event, load_function
 
-APP = Path(__file__).resolve().parents[3] / "functions" / "predict" / "app.py"
+CONTEXT = LambdaContext()
 
 
 @pytest.fixture(scope="module")
 def handler():
-    spec = importlib.util.spec_from_file_location("predict_function_app", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
-
-
-def context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="sightline-predict", memory_limit_in_mb=2048, aws_request_id="c6af9ac6-0000-test",
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:sightline-predict",
-    )
+    return load_function("predict").handler
 
 
 def invoke(handler, event: dict) -> tuple[int, dict]:
-    response = handler(event, context())
+    response = handler(event, CONTEXT)
     assert response["headers"]["Content-Type"] == "application/json"
     return response["statusCode"], json.loads(response["body"])
 
@@ -122,11 +102,11 @@ def test_an_unreadable_base64_body_is_a_bad_request(handler, classifier_id):
 def test_the_function_imports_neither_torch_nor_eagerly_onnxruntime():
     # torch is only in the test environment; the Lambda package has onnxruntime, numpy, Pillow, boto3, powertools.
     script = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('app', {str(APP)!r})\n"
-        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "import sys\n"
+        "import support\n"
+        "support.load_function('predict')\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported before a model is loaded'\n"
     )
-    layer = APP.parents[2] / "layers" / "sightline"
-    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "PYTHONPATH": str(layer)})
+    path = os.pathsep.join(str(folder) for folder in (REPO / "layers" / "sightline", REPO / "tests"))
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "PYTHONPATH": path})

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from predict_support import encode, png_claiming, solid
 
 from sightline.errors import BadRequest, PayloadTooLarge
 from sightline.imaging import InputSpec, decode_image, to_tensor
+from predict_helpers import encode, png_claiming, solid
 
 RED, BLUE = (230, 20, 20), (20, 20, 230)
 

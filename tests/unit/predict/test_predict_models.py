@@ -3,10 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from predict_support import (  # noqa: F401 - fixtures
-    classifier_onnx, detector_onnx, fresh_predictor_cache,
-)
-from predict_support import (
+
+from sightline.inference import ModelArtifactError, Predictor, PredictorCache
+from predict_helpers import (
     CLASSIFIER_CLASSES,
     CLASSIFIER_INPUT,
     LOGIT_GAIN,
@@ -15,8 +14,6 @@ from predict_support import (
     solid,
     upload_version,
 )
-
-from sightline.inference import ModelArtifactError, Predictor, PredictorCache
 
 
 def expected_classifier_scores(colour: tuple[int, int, int]) -> dict[str, float]:

@@ -6,14 +6,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from predict_support import (  # noqa: F401 - fixtures
-    classifier_onnx, detector_onnx, fresh_predictor_cache, seed_model,
-)
-from predict_support import classifier_labels, detector_labels, encode, png_claiming, solid, upload_version
 
 from sightline import contract, keys, model_registry
 from sightline.errors import SightlineError
 from sightline.predict_request import predict_request
+from predict_helpers import classifier_labels, detector_labels, encode, png_claiming, solid, upload_version
 
 WHITE = (255, 255, 255)
 

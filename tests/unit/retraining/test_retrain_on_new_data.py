@@ -1,22 +1,20 @@
 """RetrainOnNewData: which models a DatasetUpdated event retrains, and why repeats start nothing."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from PIL import Image
 
 from sightline import events, keys, model_registry, retraining, templates, workflow
 from sightline.contract import VersionStatus
 from sightline.datasets import registration
 from sightline_local import synthetic
-from support import create_training_state_machine, load_event
+from support import LambdaContext, create_training_state_machine, intercept_aws, load_event, load_function
 
-REPO = Path(__file__).resolve().parents[3]
 PARAMS = templates.TEMPLATES["mobilenet_v3_small"].resolve_params({"epochs": 2})
 
 
@@ -271,14 +269,14 @@ def test_one_model_that_cannot_start_does_not_stop_the_others(env, monkeypatch):
     put_dataset(env.table, "pets", "v0")
     broken, working = create_model(["pets"]), create_model(["pets"])
     put_dataset(env.table, "pets", "v1")
-    real_start = workflow.start_training
 
-    def start_training(model_id, version):
-        if model_id == broken:
-            workflow._fail_start(model_id, version, "StateMachineDoesNotExist")
-        return real_start(model_id, version)
+    def start_execution(real_start_execution, **kwargs):
+        if kwargs["name"].startswith(broken):
+            raise ClientError({"Error": {"Code": "StateMachineDoesNotExist", "Message": "State Machine Does Not Exist"}},
+                              "StartExecution")
+        return real_start_execution(**kwargs)
 
-    monkeypatch.setattr(workflow, "start_training", start_training)
+    intercept_aws(monkeypatch, "stepfunctions", "start_execution", start_execution)
     result = retraining.retrain_for_dataset(dataset_updated())  # a refusal is an outcome, not a retry
     assert outcomes(result) == {broken: "failed", working: "started"}
     assert model_registry.get_version(broken, 2)["status"] == "failed"
@@ -289,20 +287,20 @@ def test_an_unexpected_error_fails_the_invocation_after_the_others_started(env, 
     put_dataset(env.table, "pets", "v0")
     broken, working = create_model(["pets"]), create_model(["pets"])
     put_dataset(env.table, "pets", "v1")
-    real_create_version = model_registry.create_version
+    dynamodb_away: list[bool] = [True]
 
-    def create_version(model_id, *args, **kwargs):
-        if model_id == broken:
-            raise ConnectionError("DynamoDB went away")
-        return real_create_version(model_id, *args, **kwargs)
+    def transact_write_items(real_transact_write_items, **kwargs):
+        if dynamodb_away and keys.model_pk(broken) in json.dumps(kwargs):  # a transaction on the broken model
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+        return real_transact_write_items(**kwargs)
 
-    monkeypatch.setattr(model_registry, "create_version", create_version)
+    intercept_aws(monkeypatch, "dynamodb", "transact_write_items", transact_write_items)
     with pytest.raises(RuntimeError, match="retraining failed for 1 model"):
         retraining.retrain_for_dataset(dataset_updated())
     assert (latest(broken), latest(working)) == (1, 2)
 
     # Lambda delivers the event again: the broken one now starts, the other one is not started twice.
-    monkeypatch.setattr(model_registry, "create_version", real_create_version)
+    dynamodb_away.clear()
     assert outcomes(retraining.retrain_for_dataset(dataset_updated())) == {
         broken: "started", working: "unchanged",
     }
@@ -339,16 +337,7 @@ def test_the_lambda_handler_passes_the_event_through(env):
     put_dataset(env.table, "pets", "v0")
     model_id = create_model(["pets"])
     put_dataset(env.table, "pets", "v1")
-    path = REPO / "functions" / "retrain_on_new_data" / "app.py"
-    spec = importlib.util.spec_from_file_location("retrain_on_new_data_app", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    handler = load_function("retrain_on_new_data").handler
 
-    class Context:
-        function_name = "sightline-test-retrain"
-        memory_limit_in_mb = 512
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sightline-test-retrain"
-        aws_request_id = "2f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-
-    result = module.handler(load_event("eventbridge_dataset_updated.json"), Context())
+    result = handler(load_event("eventbridge_dataset_updated.json"), LambdaContext())
     assert result == {"dataset": "pets", "models": [{"model_id": model_id, "outcome": "started", "version": 2}]}

@@ -7,23 +7,40 @@ import re
 import pytest
 
 from sightline import model_registry, workflow
+from sightline.datasets.manifest import build_manifest
 from sightline.errors import BadRequest, Conflict
-from workflow_support import (  # noqa: F401 - workflow_env is a fixture
-    ARTIFACTS, LambdaContext, load_event, load_training_steps, manifest, workflow_env,
-)
+from support import LambdaContext, intercept_aws, load_event, load_function
+from workflow_helpers import ARTIFACTS
+
+
+def manifest_key(model_id: str, version: int = 1) -> str:
+    return f"manifests/{model_id}/v{version}/manifest.json"
 
 
 def stored_manifest(s3, model_id: str, version: int = 1) -> dict:
-    body = s3.get_object(Bucket=ARTIFACTS, Key=f"manifests/{model_id}/v{version}/manifest.json")["Body"].read()
+    body = s3.get_object(Bucket=ARTIFACTS, Key=manifest_key(model_id, version))["Body"].read()
     return json.loads(body)
 
 
-def test_prepare_snapshots_the_manifest_and_describes_the_job(workflow_env):
+def manifest_written(s3, model_id: str, version: int = 1) -> bool:
+    listing = s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=manifest_key(model_id, version))
+    return listing.get("KeyCount", 0) > 0
+
+
+def built_now(datasets: list[str], stored: dict) -> dict:
+    """What the real builder makes of ``datasets`` for classification with the default validation fraction (0.2),
+    timed as ``stored`` was, to compare with it."""
+    return {**build_manifest(datasets, "classification", 0.2), "created_at": stored["created_at"]}
+
+
+def test_prepare_snapshots_the_manifest_and_describes_the_job(workflow_env, pets):
     model_id = workflow_env.model_id
     prepared = workflow.prepare_training({"model_id": model_id, "version": 1})
 
-    assert workflow_env.builder.calls == [(["pets"], "classification", 0.2)]
-    assert stored_manifest(workflow_env.s3, model_id) == manifest()
+    stored = stored_manifest(workflow_env.s3, model_id)
+    assert (stored["datasets"], stored["task"], stored["classes"]) == (["pets"], "classification", ["cat", "dog"])
+    assert sorted(item["split"] for item in stored["items"]) == ["train", "train", "validation", "validation"]
+    assert stored == built_now(["pets"], stored)
     manifest_uri = f"s3://{ARTIFACTS}/manifests/{model_id}/v1/manifest.json"
     assert prepared == {
         "model_id": model_id,
@@ -46,48 +63,54 @@ def test_prepare_snapshots_the_manifest_and_describes_the_job(workflow_env):
     assert version["status"] == "training"
 
 
-def test_a_retry_reuses_the_first_snapshot(workflow_env):
+def test_a_retry_reuses_the_first_snapshot(workflow_env, pets):
     model_id = workflow_env.model_id
     first = workflow.prepare_training({"model_id": model_id, "version": 1})
+    snapshot = stored_manifest(workflow_env.s3, model_id)
     # Datasets changed since: a retry must still train on what the version first saw.
-    workflow_env.builder.result = manifest(classes=["bird", "cat", "dog"], marker="second")
+    workflow_env.datasets.classification("pets", {"bird": 2})
+    assert build_manifest(["pets"], "classification", 0.2)["classes"] == ["bird", "cat", "dog"]
     second = workflow.prepare_training({"model_id": model_id, "version": 1})
 
     assert second == first
-    assert len(workflow_env.builder.calls) == 1
-    assert stored_manifest(workflow_env.s3, model_id)["marker"] == "first"
+    assert stored_manifest(workflow_env.s3, model_id) == snapshot  # not built and written again
+    assert snapshot["classes"] == ["cat", "dog"]
     assert model_registry.get_version(model_id, 1)["classes"] == ["cat", "dog"]
 
 
-def test_of_two_concurrent_attempts_the_first_written_snapshot_wins(workflow_env):
+def test_of_two_concurrent_attempts_the_first_written_snapshot_wins(workflow_env, pets, monkeypatch):
     """Both attempts find no manifest; the other one writes first; this one must use theirs, not overwrite it."""
     model_id = workflow_env.model_id
+    other_attempt: list[dict] = []
 
-    def build_while_another_attempt_writes() -> dict:
-        workflow_env.s3.put_object(
-            Bucket=ARTIFACTS, Key=f"manifests/{model_id}/v1/manifest.json",
-            Body=json.dumps(manifest(classes=["ant", "bee"], marker="other attempt")).encode(),
-        )
-        return manifest(marker="this attempt")
+    def put_object(real_put_object, **kwargs):
+        if kwargs["Key"] == manifest_key(model_id) and not other_attempt:
+            # This attempt has built its snapshot (cats and dogs). In between, a bird is registered and the
+            # other attempt runs to the end, writing its own snapshot first.
+            other_attempt.append({})
+            workflow_env.datasets.classification("pets", {"bird": 2})
+            other_attempt[0] = workflow.prepare_training({"model_id": model_id, "version": 1})
+        return real_put_object(**kwargs)
 
-    workflow_env.builder.result = build_while_another_attempt_writes
-    workflow.prepare_training({"model_id": model_id, "version": 1})
-    assert stored_manifest(workflow_env.s3, model_id)["marker"] == "other attempt"
-    assert model_registry.get_version(model_id, 1)["classes"] == ["ant", "bee"]
+    intercept_aws(monkeypatch, "s3", "put_object", put_object)
+    prepared = workflow.prepare_training({"model_id": model_id, "version": 1})
+    assert prepared == other_attempt[0]
+    assert stored_manifest(workflow_env.s3, model_id)["classes"] == ["bird", "cat", "dog"]
+    assert model_registry.get_version(model_id, 1)["classes"] == ["bird", "cat", "dog"]
 
 
 def test_a_dataset_problem_fails_the_step_with_its_message(workflow_env):
-    workflow_env.builder.result = BadRequest("dataset 'pets' has no images for classification")
-    with pytest.raises(BadRequest, match="has no images"):
+    workflow_env.datasets.detection("pets")  # boxes only: no class-folder images to train a classifier on
+    with pytest.raises(BadRequest, match="no classification data in pets"):
         workflow.prepare_training({"model_id": workflow_env.model_id, "version": 1})
     assert model_registry.get_version(workflow_env.model_id, 1)["artifacts"] == {}
 
 
-def test_a_finished_version_is_not_prepared_again(workflow_env):
+def test_a_finished_version_is_not_prepared_again(workflow_env, pets):
     model_registry.update_version(workflow_env.model_id, 1, status="failed", failure_reason="earlier")
     with pytest.raises(Conflict, match="is failed, not training"):
         workflow.prepare_training({"model_id": workflow_env.model_id, "version": 1})
-    assert workflow_env.builder.calls == []
+    assert not manifest_written(workflow_env.s3, workflow_env.model_id)  # no snapshot was built
 
 
 @pytest.mark.parametrize("event", [{}, {"model_id": "mdl-x"}, {"model_id": "mdl-x", "version": "one"},
@@ -103,10 +126,10 @@ def test_job_names_are_batch_safe():
     assert workflow.batch_job_name("mdl-0123456789ab", 3) == "sightline-mdl-0123456789ab-v3"
 
 
-def test_the_lambda_handler_takes_the_state_machine_payload(workflow_env):
+def test_the_lambda_handler_takes_the_state_machine_payload(workflow_env, pets):
     event = load_event("sfn_prepare_training.json")
     event["model_id"] = workflow_env.model_id
-    prepared = load_training_steps().prepare_training(event, LambdaContext())
+    prepared = load_function("training_steps").prepare_training(event, LambdaContext())
     # What the state machine's ResultSelector picks out of the answer.
     assert prepared["job_name"] == f"sightline-{workflow_env.model_id}-v1"
     assert [entry["Name"] for entry in prepared["environment"]] == [
@@ -115,20 +138,22 @@ def test_the_lambda_handler_takes_the_state_machine_payload(workflow_env):
     ]
 
 
-def test_the_real_manifest_builder_is_what_runs_by_default(workflow_env, monkeypatch):
-    """Without the fake, sightline.datasets.manifest builds the snapshot: an unregistered dataset fails the step
-    with its message (the state machine's Catch records it)."""
-    from sightline.datasets.manifest import build_manifest
+def test_the_real_manifest_builder_is_what_runs_by_default(workflow_env):
+    """sightline.datasets.manifest builds the snapshot: an unregistered dataset fails the step with its message
+    (the state machine's Catch records it)."""
     from sightline.errors import NotFound
 
-    monkeypatch.setattr(workflow, "build_manifest", build_manifest)
+    assert workflow.build_manifest is build_manifest
     with pytest.raises((NotFound, BadRequest), match="pets"):
         workflow.prepare_training({"model_id": workflow_env.model_id, "version": 1})
 
 
-def test_a_version_trains_on_its_own_datasets(workflow_env):
+def test_a_version_trains_on_its_own_datasets(workflow_env, pets):
     """A retrain may name other datasets than the model was created with: the manifest follows the version."""
     model_id = workflow_env.model_id
+    workflow_env.datasets.classification("more-pets", {"cat": 1, "dog": 1})
     model_registry.update_version(model_id, 1, datasets=["pets", "more-pets"])
     workflow.prepare_training({"model_id": model_id, "version": 1})
-    assert workflow_env.builder.calls == [(["pets", "more-pets"], "classification", 0.2)]
+    stored = stored_manifest(workflow_env.s3, model_id)
+    assert (stored["datasets"], stored["task"], len(stored["items"])) == (["pets", "more-pets"], "classification", 6)
+    assert stored == built_now(["pets", "more-pets"], stored)

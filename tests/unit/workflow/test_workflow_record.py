@@ -7,10 +7,8 @@ import pytest
 
 from sightline import model_registry, training_failures, workflow
 from sightline.errors import Conflict
-from workflow_support import (  # noqa: F401 - workflow_env is a fixture
-    ARTIFACTS, LambdaContext, add_version, load_event, load_training_steps, record, train, workflow_env,
-    write_outputs,
-)
+from support import LambdaContext, load_event, load_function
+from workflow_helpers import ARTIFACTS, add_version, record, train, write_outputs
 
 
 def event_types(env) -> list[tuple[str, int]]:
@@ -182,7 +180,7 @@ def test_the_record_handler_answers_what_the_state_machine_selects(workflow_env)
     write_outputs(workflow_env.s3, workflow_env.model_id, 1, 0.9)
     event = load_event("sfn_record_version.json")
     event["model_id"] = workflow_env.model_id
-    answer = load_training_steps().record_version(event, LambdaContext())
+    answer = load_function("training_steps").record_version(event, LambdaContext())
     assert (answer["status"], answer["promoted"]) == ("ready", True)
     assert model_registry.get_version(workflow_env.model_id, 1)["job_id"] == event["job"]["JobId"]
 
@@ -285,5 +283,5 @@ def test_recording_a_failure_twice_announces_it_once(workflow_env):
 
 def test_the_failure_handler(workflow_env):
     event = failure_event(workflow_env.model_id, "sfn_record_failure_batch.json")
-    answer = load_training_steps().record_failure(event, LambdaContext())
+    answer = load_function("training_steps").record_failure(event, LambdaContext())
     assert answer["status"] == "failed" and "OutOfMemoryError" in answer["reason"]

@@ -6,10 +6,11 @@ Modules, from the bottom up:
 - ``paths``: dataset names, object keys, which files are images, archives, annotations or junk
 - ``classfolders``: the class label a class-folder layout gives an image
 - ``images``: Pillow validation of one image file
-- ``archive``: defensive zip reading (no traversal, no links, capped members, bomb detection)
-- ``coco``: COCO detection JSON validation and normalisation
+- ``archive``: defensive zip and tar reading (no traversal, no links or devices, capped members, bomb detection)
+- ``formats``: one module per annotation format (COCO, Pascal VOC, YOLO, CSV, Ground Truth manifests) behind
+  one interface, ``identify`` to pick one, and the Watson archive naming
 - ``s3io``: bounded and ranged reads of S3 objects
-- ``sources``: the parse of one uploaded object (loose image, annotation file, zip)
+- ``sources``: the parse of one uploaded object (loose image, annotation file, zip or tar)
 - ``catalog``: the join of a dataset's sources into classification and detection images
 - ``registration``: ``register_object`` / ``recompute_dataset`` (the register function's work)
 - ``store``: dataset reads for the API; ``manifest``: training snapshots (``sightline.manifest/v1``)

@@ -1,16 +1,23 @@
-"""Defensive zip reading: members are checked by name and header before a byte is decompressed.
+"""Defensive archive reading (zip, tar, tar.gz): members are checked by name and header before a byte is
+decompressed.
 
 Nothing is ever extracted to disk; member names are only used as labels and lookup paths, but unsafe names are
 still rejected so that a crafted archive cannot smuggle paths into the dataset. Whole-archive limits (entry
-count, total expanded size, overlapping entries) reject the archive; per-member problems reject the member.
+count, total expanded size, overlapping entries, compression ratio) reject the archive; per-member problems
+(traversal, absolute paths, links, devices, bombs) reject the member. ``entries`` is the one way to read either
+kind: zips by their central directory, tars as the stream they are.
 """
 from __future__ import annotations
 
+import io
 import lzma
 import re
 import stat
+import struct
+import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -47,7 +54,9 @@ class ArchiveListing:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (name as stored, reason)
 
 
-def open_zip(fileobj: IO[bytes]) -> zipfile.ZipFile:
+def open_zip(fileobj: IO[bytes], *, max_members: int | None = None) -> zipfile.ZipFile:
+    if max_members is not None:
+        check_central_directory(fileobj, max_members=max_members)
     try:
         return zipfile.ZipFile(fileobj)
     except (ClientError, BotoCoreError):
@@ -153,3 +162,175 @@ def read_member(archive: zipfile.ZipFile, member: ArchiveMember, *, max_bytes: i
         # Bad CRC, truncated stream, corrupt deflate/bzip2/lzma data: the member is broken, the rest may be fine.
         raise MemberRejected(f"member cannot be decompressed: {error}") from None
     return b"".join(chunks)
+
+
+# ---------------------------------------------------------------- before the central directory is parsed
+
+_EOCD = b"PK\x05\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_EOCD = b"PK\x06\x06"
+_EOCD_SEARCH_BYTES = 22 + 65535  # the fixed record plus the longest comment
+# A central directory entry is 46 bytes plus its name and extra fields: a generous bound per allowed member.
+_MAX_DIRECTORY_BYTES_PER_MEMBER = 46 + 2 * 1024
+
+
+def check_central_directory(fileobj: IO[bytes], *, max_members: int) -> None:
+    """Refuse a zip whose central directory declares more entries (or bytes) than ``max_members`` allows, from
+    its end records alone: ``zipfile`` would otherwise build every entry in memory before anyone can count them.
+    """
+    try:
+        size = fileobj.seek(0, io.SEEK_END)
+        start = max(0, size - _EOCD_SEARCH_BYTES)
+        fileobj.seek(start)
+        tail = fileobj.read(size - start)
+    except (OSError, ValueError):
+        return  # unreadable: zipfile says so in its own words
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) < at + 22:
+        return  # not a zip (or a damaged one): zipfile's error is the clearer one
+    entries, directory_bytes = struct.unpack("<HL", tail[at + 10: at + 16])
+    locator = tail.rfind(_ZIP64_LOCATOR, 0, at)
+    if locator >= 0 and len(tail) >= locator + 20:
+        (record_offset,) = struct.unpack("<Q", tail[locator + 8: locator + 16])
+        try:
+            fileobj.seek(record_offset)
+            record = fileobj.read(56)
+        except (OSError, ValueError):
+            record = b""
+        if record[:4] == _ZIP64_EOCD and len(record) >= 56:
+            entries, directory_bytes = struct.unpack("<QQ", record[32:48])
+    if entries > max_members:
+        raise ArchiveRejected(f"archive has {entries} entries, more than the limit of {max_members}")
+    if directory_bytes > max_members * _MAX_DIRECTORY_BYTES_PER_MEMBER:
+        raise ArchiveRejected(f"archive's central directory is {directory_bytes} bytes, too large to read")
+    fileobj.seek(0)
+
+
+# ---------------------------------------------------------------- one way through zips and tars
+
+TAR_ENDINGS = (".tar", ".tar.gz", ".tgz")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A member that passed the checks; ``read(max_bytes)`` gives its bytes (``MemberRejected`` past the cap)."""
+
+    path: str
+    size: int
+    read: Callable[[int], bytes]
+
+
+@dataclass(frozen=True)
+class RefusedMember:
+    name: str  # as stored in the archive
+    reason: str
+
+
+def is_tar(key: str) -> bool:
+    return key.lower().endswith(TAR_ENDINGS)
+
+
+def entries(
+    fileobj: IO[bytes], key: str, *, max_members: int, max_total_bytes: int, max_member_bytes: int
+) -> Iterator[Entry | RefusedMember]:
+    """The members of the archive at ``key`` in order, each checked; ``ArchiveRejected`` ends the iteration
+    when the archive as a whole cannot be used (what was yielded before stays valid)."""
+    if is_tar(key):
+        yield from _tar_entries(fileobj, max_members=max_members, max_total_bytes=max_total_bytes,
+                                max_member_bytes=max_member_bytes)
+        return
+    with open_zip(fileobj, max_members=max_members) as archive:
+        listing = list_members(archive, max_members=max_members, max_total_bytes=max_total_bytes)
+        for name, reason in listing.rejected:
+            yield RefusedMember(name, reason)
+        for member in listing.members:
+            yield Entry(member.path, member.info.file_size,
+                        lambda limit, member=member: read_member(archive, member, max_bytes=limit))
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts the (compressed) bytes a tar stream has consumed, for the compression-ratio check."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.consumed += len(data)
+        return len(data)
+
+
+def _tar_entries(
+    fileobj: IO[bytes], *, max_members: int, max_total_bytes: int, max_member_bytes: int
+) -> Iterator[Entry | RefusedMember]:
+    head = fileobj.read(2)
+    fileobj.seek(0)
+    compressed = head == b"\x1f\x8b"  # gzip's magic
+    counting = _CountingReader(fileobj)
+    try:
+        # Stream mode: members are read in order and never seeked to, so nothing needs the whole archive.
+        archive = tarfile.open(fileobj=io.BufferedReader(counting), mode="r|*")
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise ArchiveRejected(f"not a readable tar archive: {error}") from None
+    seen: set[str] = set()
+    count = expanded = 0
+    with archive:
+        while True:
+            try:
+                info = archive.next()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+                raise ArchiveRejected(f"tar archive is damaged after {count} members: {error}") from None
+            if info is None:
+                return
+            count += 1
+            if count > max_members:
+                raise ArchiveRejected(f"archive has more than {max_members} entries, the limit")
+            if expanded > RATIO_CHECK_MIN_BYTES and expanded / max(counting.consumed, 1) > MAX_COMPRESSION_RATIO:
+                raise ArchiveRejected(
+                    f"compression ratio {expanded / max(counting.consumed, 1):.0f}:1 looks like a tar bomb")
+            if info.isdir():
+                continue
+            try:
+                path = safe_member_path(info.name)
+                if info.issym() or info.islnk():
+                    raise MemberRejected("links are not allowed in archives")
+                if info.ischr() or info.isblk() or info.isfifo() or info.isdev():
+                    raise MemberRejected("device files are not allowed in archives")
+                if not info.isreg():
+                    raise MemberRejected(f"not a regular file (tar entry type {info.type!r})")
+                if path in seen:
+                    raise MemberRejected("duplicate member name")
+            except MemberRejected as rejection:
+                yield RefusedMember(info.name, str(rejection))
+                continue
+            if info.size > max_member_bytes and compressed:
+                # Skipping it means decompressing it: past the per-file limit that is the bomb itself.
+                raise ArchiveRejected(
+                    f"member {path} is {info.size} bytes, more than the limit of {max_member_bytes}; the members "
+                    "after it in a compressed tar cannot be reached without decompressing it, so they were not read")
+            expanded += info.size
+            if expanded > max_total_bytes:
+                raise ArchiveRejected(f"archive expands to more than {max_total_bytes} bytes, the limit")
+            seen.add(path)
+            yield Entry(path, info.size, lambda limit, info=info: _read_tar_member(archive, info, limit))
+
+
+def _read_tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo, max_bytes: int) -> bytes:
+    if info.size > max_bytes:
+        raise MemberRejected(f"member is {info.size} bytes, more than the limit of {max_bytes}")
+    chunks: list[bytes] = []
+    try:
+        stream = archive.extractfile(info)
+        while stream is not None and (chunk := stream.read(_READ_CHUNK)):
+            chunks.append(chunk)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise MemberRejected(f"member cannot be read: {error}") from None
+    data = b"".join(chunks)
+    if len(data) != info.size:
+        raise MemberRejected(f"member is truncated: {len(data)} of {info.size} bytes")
+    return data

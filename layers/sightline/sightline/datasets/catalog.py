@@ -1,5 +1,6 @@
-"""A dataset's contents, joined from its source records: which images are classification examples, which are
-detection images with boxes, and the problems found while joining.
+"""A dataset's contents, joined from its source records: which images are classification examples (by class
+folder, Watson archive or an annotation file's label), which are detection images with boxes (from any
+annotation format), which are negatives, and the problems found while joining.
 
 Registration stores each uploaded object on its own; only here do annotation files meet the images they name, so
 the result does not depend on the order the objects arrived in.
@@ -18,20 +19,31 @@ from botocore.exceptions import ClientError
 
 from sightline import aws, keys
 from sightline.config import get_settings
+from sightline.contract import CLASSIFICATION, DETECTION, DatasetStatus
 from sightline.datasets.classfolders import class_label
-from sightline.datasets.coco import Box, BoxRejected, CocoDocument, CocoImage, fit_box
+from sightline.datasets.formats import watson, yolo
+from sightline.datasets.formats.base import (
+    FRACTIONS,
+    AnnotationDocument,
+    Box,
+    BoxRejected,
+    ImageAnnotations,
+    fit_box,
+)
 from sightline.datasets.issues import IssueLog
-from sightline.datasets.paths import DATASETS_PREFIX, resolve_relative
+from sightline.datasets.paths import DATASETS_PREFIX, IMAGE_SUFFIXES, resolve_relative
 from sightline.datasets.sources import (
+    KIND_ANNOTATION,
     KIND_ARCHIVE,
-    KIND_COCO,
     KIND_IMAGE,
+    LEGACY_KIND_COCO,
     STATUS_REGISTERED,
     SourceAnnotationFile,
     SourceImage,
     member_issue_key,
 )
-from sightline.contract import CLASSIFICATION, DETECTION, DatasetStatus
+
+CLASS_FOLDERS = "class-folders"  # the layout's name in a dataset's ``formats``
 
 DATASET_ISSUE_LIMIT = 500
 
@@ -50,8 +62,9 @@ class FoundImage:
     lookup_path: str  # the S3 key it would have if unzipped beside its archive: what loose annotation files name
     archive: str | None
     member: str | None
-    label: str | None  # from the class-folder layout
+    label: str | None  # from the class-folder layout, or the Watson archive it came in
     image: StoredImage
+    negative: bool = False  # from a Watson negative_examples archive: an image of no class
 
     @property
     def folder(self) -> tuple[str | None, str]:
@@ -63,7 +76,7 @@ class FoundAnnotationFile:
     path: str  # the S3 key, or "<zip key>!<member>"
     archive: str | None
     folder: str  # file names in it are relative to this (inside the archive, or an S3 "folder")
-    document: CocoDocument
+    document: AnnotationDocument
 
 
 @dataclass
@@ -92,6 +105,8 @@ class DatasetContents:
     detection: dict[str, AnnotatedImage]
     image_count: int  # valid images, unique by content
     issues: IssueLog
+    negatives: dict[str, FoundImage] = field(default_factory=dict)  # images of no class, by sha256
+    formats: list[str] = field(default_factory=list)  # the layouts and annotation formats it was read from
 
     @property
     def annotation_count(self) -> int:
@@ -185,7 +200,7 @@ def load_dataset_sources(name: str) -> DatasetSources:
             image = item["image"]
             stored = StoredImage(image["sha256"], image["key"], int(image["width"]), int(image["height"]))
             sources.images.append(FoundImage(key, key, None, None, class_label(_relative_to_dataset(key)), stored))
-        elif kind in (KIND_ARCHIVE, KIND_COCO) and "result_key" in item:
+        elif kind in (KIND_ARCHIVE, KIND_ANNOTATION, LEGACY_KIND_COCO) and "result_key" in item:
             result = _read_result(item["result_key"])
             if result is None or result.get("etag") != item.get("etag"):
                 # Lost to a concurrent upload of the same key (see registration): never mix two uploads' contents.
@@ -198,6 +213,7 @@ def load_dataset_sources(name: str) -> DatasetSources:
 def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, Any]) -> None:
     archive = key if kind == KIND_ARCHIVE else None
     beside = posixpath.dirname(key)
+    role = watson.archive_role(key) if archive else None
     for data in result.get("images", []):
         image = SourceImage.from_dict(data)
         member = image.member or ""
@@ -208,8 +224,9 @@ def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, 
                 lookup_path=posixpath.join(beside, member),
                 archive=archive,
                 member=member,
-                label=class_label(member),
+                label=role[1] if role else class_label(member),
                 image=stored,
+                negative=role is not None and role[0] == "negative",
             )
         )
     for data in result.get("annotation_files", []):
@@ -225,7 +242,8 @@ def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, 
 
 
 class _ImageIndex:
-    """Finds the image an annotation file names: by exact relative path, else by a file name that is unique."""
+    """Finds the image an annotation file names: by exact relative path, else by a file name that is unique.
+    A name ending in ``.*`` (YOLO's label files, VOC files without <filename>) stands for any image extension."""
 
     def __init__(self, images: list[FoundImage]) -> None:
         self.by_lookup_path: dict[str, FoundImage] = {}
@@ -237,11 +255,21 @@ class _ImageIndex:
             self.by_lookup_path.setdefault(image.lookup_path, image)
             self.by_basename[posixpath.basename(image.lookup_path)].append(image)
             if image.archive is not None and image.member is not None:
-                self.by_member[(image.archive, image.member)] = image
+                self.by_member.setdefault((image.archive, image.member), image)
                 self.by_archive_basename[(image.archive, posixpath.basename(image.member))].append(image)
 
-    def find(self, annotation_file: FoundAnnotationFile, file_name: str) -> tuple[FoundImage | None, str]:
-        """The image and, when there is none, why."""
+    def find(self, annotation_file: FoundAnnotationFile, names: list[str]) -> tuple[FoundImage | None, str]:
+        """The image the first of ``names`` that matches means and, when none does, why."""
+        why = ""
+        for name in names:
+            for candidate in _expand(name):
+                found, reason = self._find_one(annotation_file, candidate)
+                if found is not None:
+                    return found, ""
+                why = why or reason
+        return None, why
+
+    def _find_one(self, annotation_file: FoundAnnotationFile, file_name: str) -> tuple[FoundImage | None, str]:
         target = resolve_relative(annotation_file.folder, file_name)
         basename = posixpath.basename(file_name.replace("\\", "/"))
         if annotation_file.archive is not None:
@@ -261,25 +289,74 @@ class _ImageIndex:
         return None, f"not found {where}"
 
 
+def _expand(name: str) -> list[str]:
+    if not name.endswith(".*"):
+        return [name]
+    stem = name[:-2]
+    return [stem + extension for extension in sorted(IMAGE_SUFFIXES)] + [
+        stem + extension.upper() for extension in sorted(IMAGE_SUFFIXES)]
+
+
+class _ClassNames:
+    """YOLO label files name classes by index: the names come from the names files (data.yaml, classes.txt) of
+    the same archive, or, for loose files, from the dataset's loose names file."""
+
+    def __init__(self, annotation_files: list[FoundAnnotationFile], issues: IssueLog) -> None:
+        self.by_archive: dict[str | None, tuple[str, list[str]]] = {}
+        for found in sorted(annotation_files, key=lambda each: each.path):
+            if found.document.format != yolo.NAMES:
+                continue
+            kept = self.by_archive.get(found.archive)
+            if kept is None:
+                self.by_archive[found.archive] = (found.path, found.document.categories)
+            elif kept[1] != found.document.categories:
+                issues.add(found.path, f"class names differ from those in {kept[0]}, which are used")
+        self.reported: set[str] = set()
+
+    def name(self, annotation_file: FoundAnnotationFile, index: str, issues: IssueLog) -> str | None:
+        names = self.by_archive.get(annotation_file.archive)
+        if names is None:
+            if annotation_file.path not in self.reported:
+                self.reported.add(annotation_file.path)
+                issues.add(annotation_file.path, "no data.yaml or classes.txt names the classes of this YOLO label "
+                                                 "file; its classes are named by their index")
+            return index
+        position = int(index)
+        if position >= len(names[1]) or not names[1][position]:
+            issues.add(annotation_file.path, f"class index {index} has no usable name in {names[0]}; box skipped")
+            return None
+        return names[1][position]
+
+
 def _annotated_boxes(
-    coco_image: CocoImage, found: FoundImage, annotation_file: FoundAnnotationFile, issues: IssueLog
+    entry: ImageAnnotations, found: FoundImage, annotation_file: FoundAnnotationFile, names: _ClassNames,
+    issues: IssueLog,
 ) -> list[Box] | None:
     """The image's boxes fitted to the real image, or None when the annotation cannot be trusted."""
     width, height = found.image.width, found.image.height
-    name = f"image {coco_image.id} ({coco_image.file_name})"
-    if coco_image.width is not None and (coco_image.width, coco_image.height) != (width, height):
+    document = annotation_file.document
+    if entry.width is not None and (entry.width, entry.height) != (width, height):
+        hint = ("; it is the file's size before its EXIF rotation: annotate the upright image"
+                if (entry.width, entry.height) == (height, width) else "")
         issues.add(
             annotation_file.path,
-            f"{name} is declared {coco_image.width}x{coco_image.height} but the file is {width}x{height}; "
+            f"{entry.describe} is declared {entry.width}x{entry.height} but the file is {width}x{height}{hint}; "
             "its annotations are skipped",
         )
         return None
     boxes: list[Box] = []
-    for box in coco_image.boxes:
+    for box in entry.boxes:
+        label: str | None = box.label
+        if document.class_indices:
+            label = names.name(annotation_file, box.label, issues)
+            if label is None:
+                continue
+        box = box.scaled(width, height, label) if document.box_units == FRACTIONS else Box(
+            label, box.x_min, box.y_min, box.x_max, box.y_max)
         try:
             boxes.append(fit_box(box, width, height))
         except BoxRejected as rejection:
-            issues.add(annotation_file.path, f"{name}: {rejection}")
+            issues.add(annotation_file.path, f"{entry.describe}: {rejection}")
     return boxes
 
 
@@ -294,32 +371,45 @@ def dataset_status(trainable: bool, issue_count: int) -> DatasetStatus:
 def join(sources: DatasetSources) -> DatasetContents:
     issues = sources.issues
     index = _ImageIndex(sources.images)
+    names = _ClassNames(sources.annotation_files, issues)
     detection: dict[str, AnnotatedImage] = {}
+    classification: dict[str, LabelledImage] = {}
     claimed: set[str] = set()
     detection_folders: set[tuple[str | None, str]] = set()
     annotated_archives: set[str] = set()
+    formats: set[str] = set()
 
     for annotation_file in sorted(sources.annotation_files, key=lambda found: found.path):
+        document = annotation_file.document
+        formats.add(yolo.NAME if document.format == yolo.NAMES else document.format)
         if annotation_file.archive is not None:
             annotated_archives.add(annotation_file.archive)
-        for coco_image in annotation_file.document.images:
-            found, why = index.find(annotation_file, coco_image.file_name)
+        for entry in document.images:
+            found, why = index.find(annotation_file, [entry.file_name, *entry.alternatives])
             if found is None:
-                issues.add(annotation_file.path, f"image {coco_image.id} ({coco_image.file_name}) {why}")
+                issues.add(annotation_file.path, f"{entry.describe} {why}")
                 continue
-            boxes = _annotated_boxes(coco_image, found, annotation_file, issues)
+            if entry.label is not None:
+                _label(classification, found, entry.label, annotation_file.path, issues)
+                claimed.add(found.path)
+                continue
+            boxes = _annotated_boxes(entry, found, annotation_file, names, issues)
             if boxes is None:
                 continue
             claimed.add(found.path)
             detection_folders.add(found.folder)
-            entry = detection.setdefault(found.image.sha256, AnnotatedImage(found.image, []))
+            annotated = detection.setdefault(found.image.sha256, AnnotatedImage(found.image, []))
             for box in boxes:
-                if box not in entry.boxes:  # the same image annotated twice (two files, or a copy) counts once
-                    entry.boxes.append(box)
+                if box not in annotated.boxes:  # the same image annotated twice (two files, or a copy) counts once
+                    annotated.boxes.append(box)
 
-    classification: dict[str, LabelledImage] = {}
+    negatives: dict[str, FoundImage] = {}
     for found in sorted(sources.images, key=lambda image: image.path):
         if found.path in claimed:
+            continue
+        if found.negative:
+            negatives.setdefault(found.image.sha256, found)
+            formats.add(watson.NAME)
             continue
         if found.archive in annotated_archives or found.folder in detection_folders:
             # Beside annotated images it is a detection image nobody annotated, not an example of a class
@@ -329,18 +419,31 @@ def join(sources: DatasetSources) -> DatasetContents:
         if found.label is None:
             issues.add(found.path, "image is not in a class folder and no annotation file lists it")
             continue
-        first = classification.get(found.image.sha256)
-        if first is None:
-            classification[found.image.sha256] = LabelledImage(found.image, found.label, found.path)
-        elif first.label != found.label:
-            issues.add(found.path, f"same image as {first.path} (labelled {first.label!r}); label {found.label!r} ignored")
+        formats.add(watson.NAME if found.archive and watson.archive_role(found.archive) else CLASS_FOLDERS)
+        _label(classification, found, found.label, found.path, issues)
 
+    for sha in set(negatives) & set(classification):
+        issues.add(negatives[sha].path, f"same image as {classification[sha].path} (labelled "
+                                        f"{classification[sha].label!r}); not used as a negative")
+        del negatives[sha]
     return DatasetContents(
         classification=classification,
         detection=detection,
         image_count=len({found.image.sha256 for found in sources.images}),
         issues=issues,
+        negatives=negatives,
+        formats=sorted(formats),
     )
+
+
+def _label(classification: dict[str, LabelledImage], found: FoundImage, label: str, path: str,
+           issues: IssueLog) -> None:
+    """One class per image (by content): the first label given wins and a different one is reported."""
+    first = classification.get(found.image.sha256)
+    if first is None:
+        classification[found.image.sha256] = LabelledImage(found.image, label, path)
+    elif first.label != label:
+        issues.add(path, f"same image as {first.path} (labelled {first.label!r}); label {label!r} ignored")
 
 
 def dataset_contents(name: str) -> DatasetContents:

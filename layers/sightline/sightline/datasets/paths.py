@@ -6,14 +6,16 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from sightline.datasets.formats import ANNOTATION_SUFFIXES
+
 DATASETS_PREFIX = "datasets/"
 # DynamoDB sort keys hold 1024 bytes and the source item's is "SOURCE#<key>".
 MAX_KEY_BYTES = 1000
 _DATASET_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-ARCHIVE_SUFFIXES = frozenset({".zip"})
-ANNOTATION_SUFFIXES = frozenset({".json"})
+ARCHIVE_SUFFIXES = frozenset({".zip", ".tar", ".tgz"})
+COMPRESSED_TAR_ENDINGS = (".tar.gz",)
 
 # Files operating systems and tools leave behind; registering them or reporting them would only be noise.
 _HARMLESS_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", ".gitkeep", ".keep", ".gitignore"})
@@ -93,7 +95,7 @@ def classify_file(path: str) -> FileKind:
     extension = suffix(name)
     if extension in IMAGE_SUFFIXES:
         return FileKind.IMAGE
-    if extension in ARCHIVE_SUFFIXES:
+    if extension in ARCHIVE_SUFFIXES or name.lower().endswith(COMPRESSED_TAR_ENDINGS):
         return FileKind.ARCHIVE
     if extension in ANNOTATION_SUFFIXES:
         return FileKind.ANNOTATION

@@ -25,7 +25,7 @@ from sightline.datasets.issues import Issue, fit_issues, make_issue
 from sightline.datasets.paths import DatasetObject, FileKind, InvalidKey, classify_file, parse_object_key, unsupported_reason
 from sightline.datasets.sources import (
     KIND_ARCHIVE,
-    KIND_COCO,
+    KIND_ANNOTATION,
     KIND_IGNORED,
     KIND_IMAGE,
     MAX_ANNOTATION_FILE_BYTES,
@@ -41,7 +41,7 @@ from sightline.datasets.sources import (
 logger = Logger(child=True)
 
 # Bump when parsing rules change: sources registered by an older parser are processed again on their next event.
-PARSER_VERSION = 1
+PARSER_VERSION = 2  # 2: annotation formats beyond COCO, tar archives, Watson archives
 SOURCE_ISSUE_LIMIT = 100  # on the source item; the result document in the artifact bucket keeps more
 # Room for issues in a table item (400 KB at most): enough for hundreds of ordinary ones, safe for long keys.
 SOURCE_ISSUE_BYTES = 100_000
@@ -146,7 +146,7 @@ def _parse(bucket: str, obj: DatasetObject, kind: FileKind, size: int, etag: str
                 max_members=settings.max_archive_members,
                 max_total_bytes=settings.max_archive_bytes,
             )
-    source_kind, limit = (KIND_IMAGE, MAX_IMAGE_FILE_BYTES) if kind is FileKind.IMAGE else (KIND_COCO, MAX_ANNOTATION_FILE_BYTES)
+    source_kind, limit = (KIND_IMAGE, MAX_IMAGE_FILE_BYTES) if kind is FileKind.IMAGE else (KIND_ANNOTATION, MAX_ANNOTATION_FILE_BYTES)
     if size > limit:
         return rejected_file(source_kind, obj.key, f"file is {size} bytes, more than the limit of {limit}")
     try:
@@ -183,7 +183,7 @@ def _source_item(
     if parse.kind == KIND_IMAGE and parse.images:
         image = parse.images[0]
         item["image"] = {"sha256": image.sha256, "key": image.key, "width": image.width, "height": image.height}
-    elif parse.kind in (KIND_ARCHIVE, KIND_COCO) and parse.status == STATUS_REGISTERED:
+    elif parse.kind in (KIND_ARCHIVE, KIND_ANNOTATION) and parse.status == STATUS_REGISTERED:
         item["result_key"] = keys.source_result_key(obj.dataset, obj.key)
         item["image_count"] = len(parse.images)
         item["annotation_file_count"] = len(parse.annotation_files)
@@ -282,7 +282,7 @@ def register_object(
         if aws.is_not_found(error):
             return _outcome(key, obj.dataset, "missing")
         raise
-    if parse.kind in (KIND_ARCHIVE, KIND_COCO) and parse.status == STATUS_REGISTERED:
+    if parse.kind in (KIND_ARCHIVE, KIND_ANNOTATION) and parse.status == STATUS_REGISTERED:
         _write_result(obj, parse, etag, order)  # before the item, so an item never points at nothing
     item = _source_item(obj, bucket, parse, etag=etag, size=size, version_id=version_id, sequencer=order)
     if not _put_source(item, order):
@@ -348,6 +348,8 @@ def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, A
         "images": contents.image_count,
         "annotations": contents.annotation_count,
         "tasks": contents.tasks(),
+        "formats": contents.formats,
+        "negatives": len(contents.negatives),
         "issues": fit_issues(contents.issues.items[: catalog.DATASET_ISSUE_LIMIT], DATASET_ISSUE_BYTES),
         "issue_count": contents.issues.count,
         "training_digests": contents.training_digests(),

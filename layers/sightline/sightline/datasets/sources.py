@@ -1,15 +1,17 @@
 """The parse of one uploaded object: which valid images and annotation files it contributes, and its issues.
 
-Pure of AWS except through the ``ImageSink`` that stores each valid image, so the rules are testable alone.
+Receive, identify, parse: a loose image, a loose annotation file (its format identified by
+``sightline.datasets.formats``), or an archive (zip, tar, tar.gz) of both. Pure of AWS except through the
+``ImageSink`` that stores each valid image, so the rules are testable alone.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from sightline.datasets import archive as zips
-from sightline.datasets.coco import CocoDocument, looks_like_coco, parse_coco
+from sightline.datasets import archive as archives
+from sightline.datasets.formats import parse_annotation_file
+from sightline.datasets.formats.base import AnnotationDocument
 from sightline.datasets.images import ImageInfo, InvalidImage, inspect_image
 from sightline.datasets.issues import IssueLog
 from sightline.datasets.paths import FileKind, classify_file, unsupported_reason
@@ -25,7 +27,9 @@ MAX_RESULT_ISSUES = 10_000
 
 KIND_IMAGE = "image"
 KIND_ARCHIVE = "archive"
-KIND_COCO = "coco"
+KIND_ANNOTATION = "annotation"
+# What source items of annotation files said before other formats than COCO existed (read as KIND_ANNOTATION).
+LEGACY_KIND_COCO = "coco"
 KIND_IGNORED = "ignored"
 STATUS_REGISTERED = "registered"
 STATUS_INVALID = "invalid"
@@ -58,14 +62,14 @@ class SourceImage:
 @dataclass
 class SourceAnnotationFile:
     member: str | None  # path inside the archive, None for a loose annotation file
-    document: CocoDocument
+    document: AnnotationDocument
 
     def to_dict(self) -> dict[str, Any]:
         return {"member": self.member, **self.document.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SourceAnnotationFile:
-        return cls(member=data.get("member"), document=CocoDocument.from_dict(data))
+        return cls(member=data.get("member"), document=AnnotationDocument.from_dict(data))
 
 
 @dataclass
@@ -113,20 +117,10 @@ def _image(data: bytes, issue_key: str, member: str | None, parse: SourceParse, 
     parse.images.append(SourceImage(info.sha256, stored_key, info.width, info.height, member))
 
 
-def _annotation(data: bytes, issue_key: str, member: str | None, parse: SourceParse) -> None:
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
-        parse.issues.add(issue_key, f"not valid JSON: {error}")
-        return
-    if not looks_like_coco(document):
-        parse.issues.add(
-            issue_key, "not a COCO annotation file: expected a JSON object with 'images', 'annotations', 'categories'"
-        )
-        return
-    coco = parse_coco(document, key=issue_key, issues=parse.issues)
-    if coco is not None:
-        parse.annotation_files.append(SourceAnnotationFile(member=member, document=coco))
+def _annotation(data: bytes, path: str, issue_key: str, member: str | None, parse: SourceParse) -> None:
+    document = parse_annotation_file(data, path=path, issue_key=issue_key, issues=parse.issues)
+    if document is not None:
+        parse.annotation_files.append(SourceAnnotationFile(member=member, document=document))
 
 
 def parse_loose_image(data: bytes, key: str, *, sink: ImageSink, max_pixels: int) -> SourceParse:
@@ -136,50 +130,50 @@ def parse_loose_image(data: bytes, key: str, *, sink: ImageSink, max_pixels: int
 
 
 def parse_loose_annotation(data: bytes, key: str) -> SourceParse:
-    parse = SourceParse(kind=KIND_COCO)
-    _annotation(data, key, None, parse)
+    parse = SourceParse(kind=KIND_ANNOTATION)
+    _annotation(data, key, key, None, parse)
     return parse
 
 
 def parse_archive(
     fileobj: IO[bytes], key: str, *, sink: ImageSink, max_pixels: int, max_members: int, max_total_bytes: int
 ) -> SourceParse:
-    """Every member of a zip: class-folder images and COCO files; unsafe or broken members become issues."""
+    """Every member of a zip or tar: images and annotation files; unsafe or broken members become issues, and
+    an archive refused as a whole keeps what was read before the refusal (a tar is read as a stream)."""
     parse = SourceParse(kind=KIND_ARCHIVE)
+    members = archives.entries(fileobj, key, max_members=max_members, max_total_bytes=max_total_bytes,
+                               max_member_bytes=max(MAX_IMAGE_FILE_BYTES, MAX_ANNOTATION_FILE_BYTES))
     try:
-        archive = zips.open_zip(fileobj)
-    except zips.ArchiveRejected as rejection:
+        for member in members:
+            if isinstance(member, archives.RefusedMember):
+                parse.issues.add(member_issue_key(key, member.name), member.reason)
+                continue
+            _member(member, key, parse, sink, max_pixels)
+    except archives.ArchiveRejected as rejection:
         parse.issues.add(key, str(rejection))
-        return parse
-    with archive:
-        try:
-            listing = zips.list_members(archive, max_members=max_members, max_total_bytes=max_total_bytes)
-        except zips.ArchiveRejected as rejection:
-            parse.issues.add(key, str(rejection))
-            return parse
-        for name, reason in listing.rejected:
-            parse.issues.add(member_issue_key(key, name), reason)
-        for member in listing.members:
-            issue_key = member_issue_key(key, member.path)
-            kind = classify_file(member.path)
-            if kind is FileKind.SKIP:
-                continue
-            if kind is FileKind.ARCHIVE:
-                parse.issues.add(issue_key, "archives inside archives are not supported")
-                continue
-            if kind is FileKind.UNSUPPORTED:
-                parse.issues.add(issue_key, unsupported_reason(member.path))
-                continue
-            limit = MAX_IMAGE_FILE_BYTES if kind is FileKind.IMAGE else MAX_ANNOTATION_FILE_BYTES
-            try:
-                data = zips.read_member(archive, member, max_bytes=limit)
-            except zips.MemberRejected as rejection:
-                parse.issues.add(issue_key, str(rejection))
-                continue
-            if kind is FileKind.IMAGE:
-                _image(data, issue_key, member.path, parse, sink, max_pixels)
-            else:
-                _annotation(data, issue_key, member.path, parse)
     if not parse.images and not parse.annotation_files and not parse.issues.count:
         parse.issues.add(key, "archive holds no images or annotation files")
     return parse
+
+
+def _member(member: archives.Entry, key: str, parse: SourceParse, sink: ImageSink, max_pixels: int) -> None:
+    issue_key = member_issue_key(key, member.path)
+    kind = classify_file(member.path)
+    if kind is FileKind.SKIP:
+        return
+    if kind is FileKind.ARCHIVE:
+        parse.issues.add(issue_key, "archives inside archives are not supported")
+        return
+    if kind is FileKind.UNSUPPORTED:
+        parse.issues.add(issue_key, unsupported_reason(member.path))
+        return
+    limit = MAX_IMAGE_FILE_BYTES if kind is FileKind.IMAGE else MAX_ANNOTATION_FILE_BYTES
+    try:
+        data = member.read(limit)
+    except archives.MemberRejected as rejection:
+        parse.issues.add(issue_key, str(rejection))
+        return
+    if kind is FileKind.IMAGE:
+        _image(data, issue_key, member.path, parse, sink, max_pixels)
+    else:
+        _annotation(data, member.path, issue_key, member.path, parse)

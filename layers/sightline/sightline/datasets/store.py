@@ -36,6 +36,8 @@ def public_dataset(item: dict[str, Any]) -> dict[str, Any]:
         "images": item.get("images", 0),
         "annotations": item.get("annotations", 0),
         "tasks": list(item.get("tasks", [])),
+        "formats": list(item.get("formats", [])),
+        "negatives": item.get("negatives", 0),
         "issues": [{"key": issue["key"], "reason": issue["reason"]} for issue in item.get("issues", [])],
         "issue_count": item.get("issue_count", 0),
         "training_digests": dict(item.get("training_digests", {})),

@@ -1,9 +1,6 @@
 """What the predict tests share: tiny real ONNX models exported from torch (so every test runs a real
-onnxruntime session), their labels.json, models seeded in the moto table, and image encoding.
-
-The fixtures live here rather than in a conftest.py: conftest modules outside packages all import as
-``conftest`` and would shadow ``tests/conftest.py`` for the test folders collected after this one.
-Test modules import the fixtures they use by name.
+onnxruntime session), their labels.json, artifacts in the moto bucket, and image encoding. The fixtures built on
+these are in this folder's ``conftest.py``.
 """
 from __future__ import annotations
 
@@ -11,10 +8,8 @@ import io
 import json
 import struct
 import zlib
-from collections.abc import Callable
 from functools import cache
 
-import pytest
 from PIL import Image
 
 CLASSIFIER_CLASSES = ["blue", "green", "red"]
@@ -127,48 +122,6 @@ def upload_version(resources, model_id: str, version: int, model: bytes, labels:
     resources.s3.put_object(Bucket=resources.artifact_bucket, Key=artifacts["model"], Body=model)
     resources.s3.put_object(Bucket=resources.artifact_bucket, Key=artifacts["labels"], Body=json.dumps(labels))
     return artifacts
-
-
-@pytest.fixture
-def classifier_onnx() -> bytes:
-    return build_classifier()
-
-
-@pytest.fixture
-def detector_onnx() -> bytes:
-    return build_detector()
-
-
-@pytest.fixture
-def seed_model(aws_resources) -> Callable[..., str]:
-    """Make a model as the training workflow leaves it (``ready``, ``training`` or ``failed``); returns its id."""
-    from sightline import model_registry
-
-    def seed(model: bytes | None, labels: dict, *, status: str = "ready") -> str:
-        created, _ = model_registry.create_model(
-            name="tiny", task=labels["task"], datasets=["shapes"], template=labels["template"], params={}
-        )
-        model_id = created["model_id"]
-        if status == "ready":
-            artifacts = upload_version(aws_resources, model_id, 1, model, labels)
-            model_registry.update_version(model_id, 1, status="ready", artifacts=artifacts, promoted=True)
-            model_registry.update_model(model_id, status="ready", serving_version=1, classes=labels["classes"])
-        elif status == "failed":
-            model_registry.update_version(model_id, 1, status="failed", failure_reason="out of memory")
-            model_registry.update_model(model_id, status="failed", failure_reason="out of memory")
-        return model_id
-
-    return seed
-
-
-@pytest.fixture(autouse=True)
-def fresh_predictor_cache():
-    """Each test starts cold, as a new Lambda container would (autouse in every module that imports it)."""
-    from sightline.inference import clear_predictor_cache
-
-    clear_predictor_cache()
-    yield
-    clear_predictor_cache()
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:

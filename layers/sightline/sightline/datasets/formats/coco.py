@@ -1,115 +1,37 @@
-"""COCO detection JSON: validated entry by entry, normalised to images with pixel boxes.
+"""COCO detection JSON (``images``, ``annotations``, ``categories``): validated entry by entry, normalised to
+images with pixel boxes.
 
 Each problem is an issue naming the annotation file and the image or annotation id; the valid rest is kept.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import json
 from typing import Any
 
+from sightline.datasets.formats.base import (
+    AnnotationDocument,
+    AnnotationId,
+    Box,
+    BoxRejected,
+    ImageAnnotations,
+    clean_label,
+    finite_number,
+    fit_box,
+    label_problem,
+    positive_int,
+    suffix,
+)
 from sightline.datasets.issues import IssueLog
 
+NAME = "coco"
 REQUIRED_KEYS = ("images", "annotations", "categories")
-# Exporters round and pad: a box may stick out this far and is clipped; further out it is an error.
-BOX_SLACK_FRACTION = 0.02
-BOX_SLACK_MIN_PIXELS = 2.0
-MIN_BOX_SIDE = 1.0  # pixels, after clipping
-
-CocoId = int | str
-
-
-class BoxRejected(ValueError):
-    """The box cannot be used; the message is the issue's reason."""
-
-
-@dataclass(frozen=True)
-class Box:
-    label: str
-    x_min: float
-    y_min: float
-    x_max: float
-    y_max: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "x_min": self.x_min, "y_min": self.y_min, "x_max": self.x_max, "y_max": self.y_max}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Box:
-        return cls(data["label"], float(data["x_min"]), float(data["y_min"]), float(data["x_max"]), float(data["y_max"]))
-
-    def describe(self) -> str:
-        return f"[{self.x_min:g}, {self.y_min:g}, {self.x_max:g}, {self.y_max:g}]"
-
-
-@dataclass
-class CocoImage:
-    id: CocoId
-    file_name: str
-    width: int | None  # as declared; None when absent or invalid (the image file decides)
-    height: int | None
-    boxes: list[Box] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "file_name": self.file_name,
-            "width": self.width,
-            "height": self.height,
-            "boxes": [box.to_dict() for box in self.boxes],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CocoImage:
-        return cls(
-            id=data["id"],
-            file_name=data["file_name"],
-            width=data.get("width"),
-            height=data.get("height"),
-            boxes=[Box.from_dict(box) for box in data.get("boxes", [])],
-        )
-
-
-@dataclass
-class CocoDocument:
-    images: list[CocoImage]
-    categories: list[str]  # label names, in the file's order
-
-    @property
-    def box_count(self) -> int:
-        return sum(len(image.boxes) for image in self.images)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"images": [image.to_dict() for image in self.images], "categories": self.categories}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CocoDocument:
-        return cls(images=[CocoImage.from_dict(image) for image in data["images"]], categories=list(data["categories"]))
-
-
-def fit_box(box: Box, width: int, height: int) -> Box:
-    """``box`` clipped to a ``width`` x ``height`` image; ``BoxRejected`` when it is outside or degenerate."""
-    slack_x = max(BOX_SLACK_MIN_PIXELS, BOX_SLACK_FRACTION * width)
-    slack_y = max(BOX_SLACK_MIN_PIXELS, BOX_SLACK_FRACTION * height)
-    if box.x_min < -slack_x or box.y_min < -slack_y or box.x_max > width + slack_x or box.y_max > height + slack_y:
-        raise BoxRejected(f"box {box.describe()} extends outside the {width}x{height} image")
-    clipped = Box(
-        box.label,
-        min(max(box.x_min, 0.0), float(width)),
-        min(max(box.y_min, 0.0), float(height)),
-        min(max(box.x_max, 0.0), float(width)),
-        min(max(box.y_max, 0.0), float(height)),
-    )
-    if clipped.x_max - clipped.x_min < MIN_BOX_SIDE or clipped.y_max - clipped.y_min < MIN_BOX_SIDE:
-        raise BoxRejected(f"box {box.describe()} is less than a pixel wide or high inside the {width}x{height} image")
-    return clipped
 
 
 def looks_like_coco(document: Any) -> bool:
     return isinstance(document, dict) and any(key in document for key in REQUIRED_KEYS)
 
 
-def _coco_id(value: Any) -> CocoId | None:
+def _coco_id(value: Any) -> AnnotationId | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -121,27 +43,15 @@ def _coco_id(value: Any) -> CocoId | None:
     return None
 
 
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    if float(value) != int(value) or value <= 0:
-        return None
-    return int(value)
-
-
 def _finite_numbers(value: Any, count: int) -> list[float] | None:
     if not isinstance(value, (list, tuple)) or len(value) != count:
         return None
-    numbers: list[float] = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-            return None
-        numbers.append(float(item))
-    return numbers
+    numbers = [finite_number(item) for item in value]
+    return None if any(number is None for number in numbers) else numbers  # type: ignore[return-value]
 
 
-def _parse_categories(entries: list[Any], key: str, issues: IssueLog) -> dict[CocoId, str]:
-    names: dict[CocoId, str] = {}
+def _parse_categories(entries: list[Any], key: str, issues: IssueLog) -> dict[AnnotationId, str]:
+    names: dict[AnnotationId, str] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             issues.add(key, f"categories[{index}] is not an object")
@@ -151,18 +61,22 @@ def _parse_categories(entries: list[Any], key: str, issues: IssueLog) -> dict[Co
             issues.add(key, f"category at categories[{index}] has no valid 'id'")
             continue
         name = entry.get("name")
-        if not isinstance(name, str) or not name.strip():
+        if name is None or (isinstance(name, str) and not name.strip()):
             issues.add(key, f"category {category_id} has no 'name'")
+            continue
+        label = clean_label(name)
+        if label is None:
+            issues.add(key, f"category {category_id}: {label_problem(name)}")
             continue
         if category_id in names:
             issues.add(key, f"duplicate category id {category_id} (keeping {names[category_id]!r})")
             continue
-        names[category_id] = name.strip()
+        names[category_id] = label
     return names
 
 
-def _parse_images(entries: list[Any], key: str, issues: IssueLog) -> dict[CocoId, CocoImage]:
-    images: dict[CocoId, CocoImage] = {}
+def _parse_images(entries: list[Any], key: str, issues: IssueLog) -> dict[AnnotationId, ImageAnnotations]:
+    images: dict[AnnotationId, ImageAnnotations] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             issues.add(key, f"images[{index}] is not an object")
@@ -179,19 +93,20 @@ def _parse_images(entries: list[Any], key: str, issues: IssueLog) -> dict[CocoId
             issues.add(key, f"image {image_id} has no 'file_name'")
             continue
         width, height = entry.get("width"), entry.get("height")
-        declared_width, declared_height = _positive_int(width), _positive_int(height)
+        declared_width, declared_height = positive_int(width), positive_int(height)
         if (width is not None or height is not None) and (declared_width is None or declared_height is None):
             issues.add(key, f"image {image_id} has an invalid size ({width!r} x {height!r}); using the image file's")
             declared_width = declared_height = None
-        images[image_id] = CocoImage(image_id, file_name.strip(), declared_width, declared_height)
+        images[image_id] = ImageAnnotations(image_id, file_name.strip(), declared_width, declared_height)
     return images
 
 
 def _parse_annotations(
-    entries: list[Any], images: dict[CocoId, CocoImage], categories: dict[CocoId, str], key: str, issues: IssueLog
+    entries: list[Any], images: dict[AnnotationId, ImageAnnotations], categories: dict[AnnotationId, str], key: str,
+    issues: IssueLog,
 ) -> None:
     """Adds each valid annotation's box to its image."""
-    seen: set[CocoId] = set()
+    seen: set[AnnotationId] = set()
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             issues.add(key, f"annotations[{index}] is not an object")
@@ -237,7 +152,7 @@ def _parse_annotations(
         image.boxes.append(box)
 
 
-def parse_coco(document: Any, *, key: str, issues: IssueLog) -> CocoDocument | None:
+def parse_coco(document: Any, *, key: str, issues: IssueLog) -> AnnotationDocument | None:
     """The valid part of a COCO detection document; ``None`` (with issues) when it is not one at all.
 
     ``key`` names the annotation file in issues (``datasets/x/ann.json`` or ``datasets/x/a.zip!ann.json``).
@@ -255,4 +170,24 @@ def parse_coco(document: Any, *, key: str, issues: IssueLog) -> CocoDocument | N
     categories = _parse_categories(document["categories"], key, issues)
     images = _parse_images(document["images"], key, issues)
     _parse_annotations(document["annotations"], images, categories, key, issues)
-    return CocoDocument(images=list(images.values()), categories=list(dict.fromkeys(categories.values())))
+    return AnnotationDocument(NAME, images=list(images.values()), categories=list(dict.fromkeys(categories.values())))
+
+
+class CocoFormat:
+    name = NAME
+
+    def recognises(self, path: str, head: bytes) -> bool:
+        # A JSON object; whether it is COCO is decided by its keys once parsed (parse says why not).
+        return suffix(path) == ".json" and head.lstrip()[:1] == b"{"
+
+    def parse(self, data: bytes, *, path: str, issue_key: str, issues: IssueLog) -> AnnotationDocument | None:
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
+            issues.add(issue_key, f"not valid JSON: {error}")
+            return None
+        if not looks_like_coco(document):
+            issues.add(issue_key, "not a COCO annotation file: expected a JSON object with 'images', 'annotations', "
+                                  "'categories'")
+            return None
+        return parse_coco(document, key=issue_key, issues=issues)

@@ -1,0 +1,219 @@
+"""CSV files: boxes (``image_path,xmin,ymin,xmax,ymax,label``, as detection tools export them) or class labels
+(``image,label``), one row per box or image, image paths relative to the CSV file.
+
+The header decides which, under the column names tools commonly write (``filename``/``image``/``path``,
+``x1``/``xmin``/``left``, ``class``/``label``, ...). A file without a header is read as keras-retinanet writes
+it: ``path,x1,y1,x2,y2,class``, where a row with empty box cells is an image with no objects.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+from sightline.datasets.formats.base import (
+    AnnotationDocument,
+    Box,
+    ImageAnnotations,
+    clean_label,
+    complete_lines,
+    label_problem,
+    number_from_text,
+    positive_int,
+    suffix,
+)
+from sightline.datasets.issues import IssueLog
+
+BOXES = "csv-boxes"
+LABELS = "csv-labels"
+MAX_FIELD_CHARS = 4096
+
+_IMAGE = ("image_path", "image", "filename", "file_name", "file", "path", "image_name", "image_id", "img")
+_COLUMNS = {
+    "x_min": ("xmin", "x_min", "x1", "left"),
+    "y_min": ("ymin", "y_min", "y1", "top"),
+    "x_max": ("xmax", "x_max", "x2", "right"),
+    "y_max": ("ymax", "y_max", "y2", "bottom"),
+}
+_LABEL = ("label", "class", "class_name", "category", "category_name", "name")
+_LABELS = ("labels", "classes", "tags")
+_WIDTH, _HEIGHT = ("width", "image_width"), ("height", "image_height")
+_HEADERLESS_BOXES = {"image": 0, "x_min": 1, "y_min": 2, "x_max": 3, "y_max": 4, "label": 5}
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _find(header: list[str], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        if name in header:
+            return header.index(name)
+    return None
+
+
+def _columns(header_row: list[str]) -> tuple[str, dict[str, int]] | None:
+    """(format, column of each field) from a header row, or None when it is not a header we know."""
+    header = [_normalise(cell) for cell in header_row]
+    image = _find(header, _IMAGE)
+    if image is None:
+        return None
+    corners = {field: _find(header, names) for field, names in _COLUMNS.items()}
+    label = _find(header, _LABEL)
+    if all(index is not None for index in corners.values()) and label is not None:
+        columns = {"image": image, "label": label, **corners}  # type: ignore[dict-item]
+        for field, names in (("width", _WIDTH), ("height", _HEIGHT)):
+            index = _find(header, names)
+            if index is not None:
+                columns[field] = index
+        return BOXES, columns
+    labels = _find(header, _LABELS)
+    if label is not None or labels is not None:
+        return LABELS, {"image": image, "label": label if label is not None else labels}  # type: ignore[dict-item]
+    return None
+
+
+def _headerless(row: list[str]) -> bool:
+    return len(row) == 6 and all(number_from_text(cell) is not None or not cell.strip() for cell in row[1:5])
+
+
+def _sniff(head: bytes) -> str | None:
+    lines = complete_lines(head)
+    try:
+        rows = list(csv.reader(lines[:2]))
+    except csv.Error:
+        return None
+    if not rows:
+        return None
+    found = _columns(rows[0])
+    if found is not None:
+        return found[0]
+    return BOXES if _headerless(rows[0]) else None
+
+
+def _rows(data: bytes, issue_key: str, issues: IssueLog) -> Iterator[list[str]] | None:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        issues.add(issue_key, "CSV file is not UTF-8 text")
+        return None
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    return csv.reader(io.StringIO(text, newline=""))
+
+
+class CsvBoxesFormat:
+    name = BOXES
+
+    def recognises(self, path: str, head: bytes) -> bool:
+        return suffix(path) == ".csv" and _sniff(head) == BOXES
+
+    def parse(self, data: bytes, *, path: str, issue_key: str, issues: IssueLog) -> AnnotationDocument | None:
+        rows = _rows(data, issue_key, issues)
+        if rows is None:
+            return None
+        images: dict[str, ImageAnnotations] = {}
+        categories: dict[str, None] = {}
+        columns: dict[str, int] | None = None
+        try:
+            for number, row in enumerate(rows, start=1):
+                if not any(cell.strip() for cell in row):
+                    continue
+                if columns is None:
+                    found = _columns(row)
+                    columns = found[1] if found else dict(_HEADERLESS_BOXES)
+                    if found:
+                        continue  # the header row
+                self._row(row, number, columns, images, categories, issue_key, issues)
+        except csv.Error as error:
+            issues.add(issue_key, f"CSV unreadable after row {len(images)}: {error}")
+        return AnnotationDocument(BOXES, images=list(images.values()), categories=list(categories))
+
+    @staticmethod
+    def _row(row: list[str], number: int, columns: dict[str, int], images: dict[str, ImageAnnotations],
+             categories: dict[str, None], issue_key: str, issues: IssueLog) -> None:
+        where = f"row {number}"
+        if len(row) <= max(columns.values()):
+            issues.add(issue_key, f"{where} has {len(row)} cells, expected {max(columns.values()) + 1}")
+            return
+        file_name = row[columns["image"]].strip()
+        if not file_name:
+            issues.add(issue_key, f"{where} names no image")
+            return
+        image = images.get(file_name)
+        if image is None:
+            width = positive_int(number_from_text(row[columns["width"]])) if "width" in columns else None
+            height = positive_int(number_from_text(row[columns["height"]])) if "height" in columns else None
+            image = images[file_name] = ImageAnnotations(id=f"{file_name} ({where})", file_name=file_name,
+                                                         width=width if height else None, height=height if width else None)
+        cells = [row[columns[field]].strip() for field in ("x_min", "y_min", "x_max", "y_max")]
+        raw_label = row[columns["label"]].strip()
+        if not any(cells) and not raw_label:
+            return  # an image listed without a box: it has no objects
+        values = [number_from_text(cell) for cell in cells]
+        if any(value is None for value in values):
+            issues.add(issue_key, f"{where} ({file_name}): box cells {cells} are not numbers")
+            return
+        label = clean_label(raw_label)
+        if label is None:
+            issues.add(issue_key, f"{where} ({file_name}): {label_problem(raw_label)}")
+            return
+        x_min, y_min, x_max, y_max = values  # type: ignore[misc]
+        if x_max <= x_min or y_max <= y_min:
+            issues.add(issue_key, f"{where} ({file_name}) has a degenerate box [{x_min:g}, {y_min:g}, {x_max:g}, {y_max:g}]")
+            return
+        image.boxes.append(Box(label, x_min, y_min, x_max, y_max))
+        categories.setdefault(label)
+
+
+class CsvLabelsFormat:
+    """``image,label``: one class per image. (Several ``;``-separated labels need multi-label training.)"""
+
+    name = LABELS
+
+    def recognises(self, path: str, head: bytes) -> bool:
+        return suffix(path) == ".csv" and _sniff(head) == LABELS
+
+    def parse(self, data: bytes, *, path: str, issue_key: str, issues: IssueLog) -> AnnotationDocument | None:
+        rows = _rows(data, issue_key, issues)
+        if rows is None:
+            return None
+        images: dict[str, ImageAnnotations] = {}
+        categories: dict[str, None] = {}
+        columns: dict[str, int] | None = None
+        try:
+            for number, row in enumerate(rows, start=1):
+                if columns is None:
+                    found = _columns(row)
+                    if found is None or found[0] != LABELS:
+                        issues.add(issue_key, "CSV of labels needs a header naming the image and label columns")
+                        return None
+                    columns = found[1]
+                    continue
+                if not any(cell.strip() for cell in row):
+                    continue
+                where = f"row {number}"
+                if len(row) <= max(columns.values()):
+                    issues.add(issue_key, f"{where} has {len(row)} cells, expected {max(columns.values()) + 1}")
+                    continue
+                file_name, raw = row[columns["image"]].strip(), row[columns["label"]].strip()
+                if not file_name:
+                    issues.add(issue_key, f"{where} names no image")
+                    continue
+                values = [value.strip() for value in raw.split(";") if value.strip()]
+                if len(values) > 1:
+                    issues.add(issue_key, f"{where} ({file_name}) has {len(values)} labels; multi-label datasets are "
+                                          "not supported yet, so the image is skipped")
+                    continue
+                label = clean_label(values[0]) if values else None
+                if label is None:
+                    issues.add(issue_key, f"{where} ({file_name}): {label_problem(raw)}")
+                    continue
+                if file_name in images and images[file_name].label != label:
+                    issues.add(issue_key, f"{where}: {file_name} is labelled {images[file_name].label!r} earlier; "
+                                          f"{label!r} ignored")
+                    continue
+                images[file_name] = ImageAnnotations(id=f"{file_name} ({where})", file_name=file_name, label=label)
+                categories.setdefault(label)
+        except csv.Error as error:
+            issues.add(issue_key, f"CSV unreadable: {error}")
+        return AnnotationDocument(LABELS, images=list(images.values()), categories=list(categories))
