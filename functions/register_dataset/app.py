@@ -1,76 +1,37 @@
-"""Register function: S3 "object created" notifications under datasets/ -> registered dataset sources.
+"""Register function: batches of queued S3 notifications (objects created or removed under datasets/) ->
+registered dataset sources, each touched dataset recomputed once per batch.
 
-Each object is registered on its own; a bad object becomes issues on its dataset, never a failed invocation.
-Only throttling and service errors fail the invocation, after every other object has been handled, so Lambda
-retries the event; objects already registered are then recognised by their ETag and not processed again.
+Only translation lives here: Powertools' batch processor hands each SQS message to
+``sightline.datasets.delivery``; a message whose object hit throttling or a service error is reported in
+``batchItemFailures`` so SQS delivers just that one again (and, after the queue's maxReceiveCount, to its
+dead-letter queue). Bad data never fails a message: it becomes issues on the dataset.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sightline.datasets.notifications import REMOVED, ObjectNotification, object_notifications
-from sightline.aws import is_retryable
-from sightline.datasets.registration import register_object, unregister_object
+from sightline.datasets.delivery import RegistrationBatch
 
 logger = Logger()
-
-
-class RetryableRegistrationError(RuntimeError):
-    """Some objects hit throttling or service errors; raising makes Lambda deliver the event again."""
-
-
-def _handle(notification: ObjectNotification) -> dict[str, Any]:
-    if notification.action == REMOVED:
-        return unregister_object(notification.bucket, notification.key, sequencer=notification.sequencer)
-    outcome = register_object(
-        notification.bucket,
-        notification.key,
-        notification.etag,
-        notification.version_id,
-        sequencer=notification.sequencer,
-    )
-    if outcome["status"] == "missing" and notification.alternate_key:
-        outcome = register_object(
-            notification.bucket,
-            notification.alternate_key,
-            notification.etag,
-            notification.version_id,
-            sequencer=notification.sequencer,
-        )
-    return outcome
-
-
-def _brief(outcome: dict[str, Any]) -> dict[str, Any]:
-    # The dataset summary stays in the table; the result and the log only say what happened to each object.
-    brief = {name: outcome[name] for name in ("key", "dataset", "status", "kind", "issue_count") if name in outcome}
-    if outcome.get("issues"):
-        brief["issues"] = outcome["issues"][:5]
-    return brief
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    retry_keys: list[str] = []
-    for notification in object_notifications(event):
-        try:
-            outcome = _handle(notification)
-        except Exception as error:  # noqa: BLE001 - one object's failure must not lose the others
-            if is_retryable(error):
-                logger.warning("registration will be retried", extra={"key": notification.key, "error": str(error)})
-                retry_keys.append(notification.key)
-                results.append({"key": notification.key, "status": "retry"})
-            else:
-                logger.exception("registration failed", extra={"key": notification.key})
-                results.append({"key": notification.key, "status": "failed", "error": str(error)})
-            continue
-        logger.info("object handled", extra=_brief(outcome))
-        results.append(_brief(outcome))
-    if retry_keys:
-        raise RetryableRegistrationError(
-            f"{len(retry_keys)} object(s) hit throttling or service errors: {', '.join(retry_keys[:10])}"
-        )
-    return {"results": results}
+    batch = RegistrationBatch()
+
+    def record_handler(record: SQSRecord) -> None:
+        batch.register_message(record.body)
+
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+    summaries = batch.recompute()
+    logger.info("batch registered", extra={"messages": len(event.get("Records") or []),
+                                           "failures": len(response.get("batchItemFailures", [])),
+                                           "datasets": {name: s["status"] for name, s in summaries.items()}})
+    return response

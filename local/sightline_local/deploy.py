@@ -18,6 +18,7 @@ from typing import Any, Callable
 import boto3
 
 from sightline_local.lambda_runtime import FunctionSpec
+from sightline_local.sqs_poller import SqsEventSource
 from sightline_local.template import PackagedTemplate, code_location
 
 log = logging.getLogger("sightline.local.deploy")
@@ -41,6 +42,14 @@ class DeployedStack:
     template: PackagedTemplate
     rest_apis: dict[str, dict] = field(default_factory=dict)  # logical id -> resolved OpenAPI body
     api_key: str | None = None
+    sqs_event_sources: list[SqsEventSource] = field(default_factory=list)  # polled by the stack, as Lambda does
+
+
+def _key_filter(config: dict) -> dict:
+    if "Filter" not in config:
+        return {}
+    rules = [{"Name": rule["Name"], "Value": rule["Value"]} for rule in config["Filter"]["S3Key"]["Rules"]]
+    return {"Filter": {"Key": {"FilterRules": rules}}}
 
 
 class IntrinsicResolver:
@@ -170,7 +179,13 @@ class Deployer:
             "AWS::ApiGateway::ApiKey": self._api_key,
             "AWS::ApiGateway::UsagePlan": self._usage_plan,
             "AWS::ApiGateway::UsagePlanKey": self._api_child,
+            "AWS::SQS::Queue": self._queue,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
+            "AWS::Lambda::EventSourceMapping": self._event_source_mapping,
+            "AWS::SNS::Topic": self._topic,
+            "AWS::CloudWatch::Alarm": self._alarm,
         }
+        self.sqs_event_sources: list[SqsEventSource] = []
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -212,7 +227,8 @@ class Deployer:
             log.debug("created %s %s -> %s", resource["Type"], logical_id, resources[logical_id].ref)
         outputs = {name: str(self.resolver.resolve(o["Value"])) for name, o in template.outputs.items()}
         return DeployedStack(
-            self.stack, self.region, resources, outputs, self.functions, template, self.rest_apis, self.api_key_value
+            self.stack, self.region, resources, outputs, self.functions, template, self.rest_apis, self.api_key_value,
+            self.sqs_event_sources,
         )
 
     def _name(self, logical_id: str, lower: bool = False) -> str:
@@ -244,22 +260,71 @@ class Deployer:
             )
         notification = p.get("NotificationConfiguration", {})
         lambda_configs = [
-            {
-                "LambdaFunctionArn": config["Function"],
-                "Events": [config["Event"]],
-                **(
-                    {"Filter": {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in config["Filter"]["S3Key"]["Rules"]]}}}
-                    if "Filter" in config
-                    else {}
-                ),
-            }
+            {"LambdaFunctionArn": config["Function"], "Events": [config["Event"]], **_key_filter(config)}
             for config in notification.get("LambdaConfigurations", [])
         ]
-        if lambda_configs:
+        queue_configs = [
+            {"QueueArn": config["Queue"], "Events": [config["Event"]], **_key_filter(config)}
+            for config in notification.get("QueueConfigurations", [])
+        ]
+        if lambda_configs or queue_configs:
             s3.put_bucket_notification_configuration(
-                Bucket=name, NotificationConfiguration={"LambdaFunctionConfigurations": lambda_configs}
+                Bucket=name,
+                NotificationConfiguration={
+                    **({"LambdaFunctionConfigurations": lambda_configs} if lambda_configs else {}),
+                    **({"QueueConfigurations": queue_configs} if queue_configs else {}),
+                },
             )
         return Physical(name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"})
+
+    # ------------------------------------------------------------ queues, topics, alarms
+    def _queue(self, logical_id: str, p: dict) -> Physical:
+        name = p.get("QueueName") or self._name(logical_id)
+        attributes = {key: str(p[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds",
+                                                   "ReceiveMessageWaitTimeSeconds") if key in p}
+        if "RedrivePolicy" in p:
+            attributes["RedrivePolicy"] = json.dumps(p["RedrivePolicy"])
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return Physical(url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+    def _queue_policy(self, logical_id: str, p: dict) -> Physical:
+        for url in p["Queues"]:
+            self.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(p["PolicyDocument"])})
+        return Physical(logical_id)
+
+    def _event_source_mapping(self, logical_id: str, p: dict) -> Physical:
+        kwargs: dict[str, Any] = {"FunctionName": p["FunctionName"], "EventSourceArn": p["EventSourceArn"],
+                                  "Enabled": p.get("Enabled", True)}
+        for key in ("BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "StartingPosition"):
+            if key in p:
+                kwargs[key] = p[key]
+        mapping = self.client("lambda").create_event_source_mapping(**kwargs)
+        if p["EventSourceArn"].startswith("arn:aws:sqs:"):
+            queue_name = p["EventSourceArn"].rsplit(":", 1)[-1]
+            self.sqs_event_sources.append(SqsEventSource(
+                uuid=mapping["UUID"],
+                function_arn=mapping["FunctionArn"],
+                queue_arn=p["EventSourceArn"],
+                queue_url=self.client("sqs").get_queue_url(QueueName=queue_name)["QueueUrl"],
+                batch_size=int(p.get("BatchSize", 10)),
+                window_seconds=float(p.get("MaximumBatchingWindowInSeconds", 0)),
+                report_item_failures="ReportBatchItemFailures" in p.get("FunctionResponseTypes", []),
+            ))
+        return Physical(mapping["UUID"])
+
+    def _topic(self, logical_id: str, p: dict) -> Physical:
+        name = p.get("TopicName") or self._name(logical_id)
+        arn = self.client("sns").create_topic(Name=name)["TopicArn"]
+        return Physical(arn, {"TopicName": name, "TopicArn": arn})
+
+    def _alarm(self, logical_id: str, p: dict) -> Physical:
+        name = p.get("AlarmName") or self._name(logical_id)
+        keys = ("AlarmDescription", "Namespace", "MetricName", "Dimensions", "Statistic", "Period",
+                "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions")
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **{key: p[key] for key in keys if key in p})
+        return Physical(name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")})
 
     def _table(self, logical_id: str, p: dict) -> Physical:
         name = p.get("TableName") or self._name(logical_id)

@@ -8,6 +8,10 @@
 - S3 notifications: moto swallows Lambda errors and runs the function inline in the PUT; here the event goes to
   the function asynchronously (with Lambda's two retries) and failures are logged.
 - EventBridge: moto does not invoke Lambda or Step Functions targets; here matching rules deliver to them.
+- S3 delete markers: moto sends no notification when a delete in a versioned bucket creates a delete marker;
+  S3 sends ``s3:ObjectRemoved:DeleteMarkerCreated``, and so does this.
+- SQS event sources: moto pushes each message to Lambda on its own, inside the send, and ignores
+  ``batchItemFailures``; here a mapping is only recorded, and ``sqs_poller`` polls the queue as Lambda does.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ def install(runtime: LambdaRuntime, job_runner: LocalJobRunner, start_execution:
     _patch_stepfunctions_batch()
     _patch_s3_notifications(runtime)
     _patch_eventbridge_targets(runtime, start_execution)
+    _patch_sqs_event_sources()
+    _patch_s3_delete_markers()
 
 
 # ---------------------------------------------------------------- Lambda
@@ -165,3 +171,50 @@ def _patch_eventbridge_targets(runtime: LambdaRuntime, start_execution: Callable
                 log.exception("could not start %s for an EventBridge rule", target["Arn"])
 
     Rule.send_to_targets = send_to_targets
+
+
+# ---------------------------------------------------------------- SQS event sources
+def _patch_sqs_event_sources() -> None:
+    from moto.awslambda.models import LambdaBackend
+    from moto.sqs.models import sqs_backends
+
+    original = LambdaBackend.create_event_source_mapping
+
+    def create_event_source_mapping(self: Any, spec: dict[str, Any]) -> Any:
+        mapping = original(self, spec)
+        # Kept in Lambda's list (ListEventSourceMappings shows it) but detached from the queue's push.
+        for queue in sqs_backends[self.account_id][self.region_name].queues.values():
+            if queue.queue_arn == mapping.event_source_arn:
+                queue.lambda_event_source_mappings.pop(mapping.function_arn, None)
+        return mapping
+
+    LambdaBackend.create_event_source_mapping = create_event_source_mapping
+
+
+# ---------------------------------------------------------------- S3 delete markers
+class _DeleteMarkerObject:
+    """What a DeleteMarkerCreated notification says of the object: its key; no ETag, no size."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.etag = ""
+        self.size = 0
+
+
+def _patch_s3_delete_markers() -> None:
+    from moto.s3 import models as s3_models
+    from moto.s3 import notifications
+
+    original = s3_models.S3Backend._set_delete_marker
+
+    def set_delete_marker(self: Any, bucket_name: str, key_name: str) -> Any:
+        marker = original(self, bucket_name, key_name)
+        notifications.send_event(
+            self.account_id,
+            notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
+            self.get_bucket(bucket_name),
+            _DeleteMarkerObject(key_name),
+        )
+        return marker
+
+    s3_models.S3Backend._set_delete_marker = set_delete_marker

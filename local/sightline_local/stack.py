@@ -21,6 +21,7 @@ from sightline_local.apigateway import ApiFront
 from sightline_local.batch_runner import LocalJobRunner
 from sightline_local.deploy import DeployedStack, Deployer
 from sightline_local.lambda_runtime import LambdaRuntime
+from sightline_local.sqs_poller import SqsPoller
 from sightline_local.template import load_template
 
 log = logging.getLogger("sightline.local")
@@ -82,6 +83,7 @@ class LocalStack:
         self._api_server: Any = None
         self._runtime: LambdaRuntime | None = None
         self._job_runner: LocalJobRunner | None = None
+        self._sqs_poller: SqsPoller | None = None
         self._valid_keys_cache: tuple[float, set[str]] = (0.0, set())
 
     # ------------------------------------------------------------ lifecycle
@@ -117,6 +119,9 @@ class LocalStack:
         self.deployed = deployer.deploy(template, parameters, self.api_key)
         for spec in self.deployed.functions.values():
             self._runtime.register(spec)
+        self._sqs_poller = SqsPoller(self.client("sqs"), self._runtime.invoke, config.region)
+        for source in self.deployed.sqs_event_sources:
+            self._sqs_poller.add(source)
 
         stage = str(parameters.get("Stage") or template.parameters.get("Stage", {}).get("Default", "prod"))
         body = next(iter(self.deployed.rest_apis.values()))
@@ -129,6 +134,8 @@ class LocalStack:
         if self._api_server is not None:
             self._api_server.shutdown()
             self._api_server.server_close()
+        if self._sqs_poller is not None:
+            self._sqs_poller.shutdown()
         if self._job_runner is not None:
             self._job_runner.shutdown()
         if self._runtime is not None:

@@ -239,9 +239,11 @@ def _check_key(key: str) -> tuple[DatasetObject | None, FileKind | None, list[Is
 
 
 def register_object(
-    bucket: str, key: str, etag: str | None = None, version_id: str | None = None, *, sequencer: str | None = None
+    bucket: str, key: str, etag: str | None = None, version_id: str | None = None, *, sequencer: str | None = None,
+    recompute: bool = True,
 ) -> dict[str, Any]:
-    """Register one uploaded object (image, zip or COCO JSON) and recompute its dataset.
+    """Register one uploaded object (image, archive or annotation file) and, with ``recompute``, its dataset (a
+    batch of notifications recomputes each dataset once instead: ``sightline.datasets.delivery``).
 
     Returns ``{"key", "dataset", "status", ...}``; status is ``registered`` or ``invalid`` (processed), ``unchanged``
     (this upload was already registered), ``superseded`` (a newer upload of the key exists), ``missing`` (the
@@ -270,7 +272,7 @@ def register_object(
     etag = current_etag
     version_id = current_version if current_version and current_version != "null" else None
     if existing and existing.get("etag") == etag and existing.get("parser_version") == PARSER_VERSION:
-        return _outcome(key, obj.dataset, "unchanged", summary=recompute_dataset(obj.dataset))
+        return _outcome(key, obj.dataset, "unchanged", **_summary(obj.dataset, recompute))
 
     size = int(head.get("ContentLength", 0))
     try:
@@ -300,11 +302,15 @@ def register_object(
         images=len(parse.images),
         issues=parse.issues.items[:SOURCE_ISSUE_LIMIT],
         issue_count=parse.issues.count,
-        summary=recompute_dataset(obj.dataset),
+        **_summary(obj.dataset, recompute),
     )
 
 
-def unregister_object(bucket: str, key: str, *, sequencer: str | None = None) -> dict[str, Any]:
+def _summary(dataset: str, recompute: bool) -> dict[str, Any]:
+    return {"summary": recompute_dataset(dataset)} if recompute else {}
+
+
+def unregister_object(bucket: str, key: str, *, sequencer: str | None = None, recompute: bool = True) -> dict[str, Any]:
     """Forget a deleted object's contribution and recompute its dataset (its stored images stay: immutable)."""
     obj, kind, issues = _check_key(key)
     if obj is None:
@@ -327,7 +333,7 @@ def unregister_object(bucket: str, key: str, *, sequencer: str | None = None) ->
         if aws.is_condition_failed(error):
             return _outcome(key, obj.dataset, "superseded")
         raise
-    return _outcome(key, obj.dataset, "removed", summary=recompute_dataset(obj.dataset))
+    return _outcome(key, obj.dataset, "removed", **_summary(obj.dataset, recompute))
 
 
 def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, Any]:
