@@ -91,21 +91,25 @@ def _sniff(head: bytes) -> str | None:
     return BOXES if _headerless(rows[0]) else None
 
 
-def _rows(data: bytes, issue_key: str, issues: IssueLog) -> Iterator[list[str]] | None:
+def _rows(data: bytes, issue_key: str, issues: IssueLog) -> Iterator[tuple[int, list[str]]] | None:
+    """(row number, cells) of every row that is not blank; None (with an issue) when the file is not text."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         issues.add(issue_key, "CSV file is not UTF-8 text")
         return None
     csv.field_size_limit(MAX_FIELD_CHARS)
-    return csv.reader(io.StringIO(text, newline=""))
+    return ((number, row) for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+            if any(cell.strip() for cell in row))
 
 
-class CsvBoxesFormat:
-    name = BOXES
+class _CsvTable:
+    """One row per box or image; subclasses say which header they take and what a row means."""
+
+    name: str
 
     def recognises(self, path: str, head: bytes) -> bool:
-        return suffix(path) == ".csv" and _sniff(head) == BOXES
+        return suffix(path) == ".csv" and _sniff(head) == self.name
 
     def parse(self, data: bytes, *, path: str, issue_key: str, issues: IssueLog) -> AnnotationDocument | None:
         rows = _rows(data, issue_key, issues)
@@ -114,31 +118,44 @@ class CsvBoxesFormat:
         images: dict[str, ImageAnnotations] = {}
         categories: dict[str, None] = {}
         columns: dict[str, int] | None = None
+        number = 0
         try:
-            for number, row in enumerate(rows, start=1):
-                if not any(cell.strip() for cell in row):
-                    continue
+            for number, row in rows:
                 if columns is None:
-                    found = _columns(row)
-                    columns = found[1] if found else dict(_HEADERLESS_BOXES)
-                    if found:
-                        continue  # the header row
-                self._row(row, number, columns, images, categories, issue_key, issues)
+                    columns, is_header = self._columns(row, issue_key, issues)
+                    if columns is None:
+                        return None
+                    if is_header:
+                        continue
+                if len(row) <= max(columns.values()):
+                    issues.add(issue_key, f"row {number} has {len(row)} cells, expected {max(columns.values()) + 1}")
+                    continue
+                file_name = row[columns["image"]].strip()
+                if not file_name:
+                    issues.add(issue_key, f"row {number} names no image")
+                    continue
+                self._row(row, f"row {number}", file_name, columns, images, categories, issue_key, issues)
         except csv.Error as error:
-            issues.add(issue_key, f"CSV unreadable after row {len(images)}: {error}")
-        return AnnotationDocument(BOXES, images=list(images.values()), categories=list(categories))
+            issues.add(issue_key, f"CSV unreadable after row {number}: {error}")
+        return AnnotationDocument(self.name, images=list(images.values()), categories=list(categories))
 
-    @staticmethod
-    def _row(row: list[str], number: int, columns: dict[str, int], images: dict[str, ImageAnnotations],
-             categories: dict[str, None], issue_key: str, issues: IssueLog) -> None:
-        where = f"row {number}"
-        if len(row) <= max(columns.values()):
-            issues.add(issue_key, f"{where} has {len(row)} cells, expected {max(columns.values()) + 1}")
-            return
-        file_name = row[columns["image"]].strip()
-        if not file_name:
-            issues.add(issue_key, f"{where} names no image")
-            return
+    def _columns(self, row: list[str], issue_key: str, issues: IssueLog) -> tuple[dict[str, int] | None, bool]:
+        raise NotImplementedError
+
+    def _row(self, row: list[str], where: str, file_name: str, columns: dict[str, int],
+             images: dict[str, ImageAnnotations], categories: dict[str, None], issue_key: str, issues: IssueLog) -> None:
+        raise NotImplementedError
+
+
+class CsvBoxesFormat(_CsvTable):
+    name = BOXES
+
+    def _columns(self, row: list[str], issue_key: str, issues: IssueLog) -> tuple[dict[str, int] | None, bool]:
+        found = _columns(row)
+        return (found[1], True) if found else (dict(_HEADERLESS_BOXES), False)
+
+    def _row(self, row: list[str], where: str, file_name: str, columns: dict[str, int],
+             images: dict[str, ImageAnnotations], categories: dict[str, None], issue_key: str, issues: IssueLog) -> None:
         image = images.get(file_name)
         if image is None:
             width = positive_int(number_from_text(row[columns["width"]])) if "width" in columns else None
@@ -165,55 +182,32 @@ class CsvBoxesFormat:
         categories.setdefault(label)
 
 
-class CsvLabelsFormat:
+class CsvLabelsFormat(_CsvTable):
     """``image,label``: one class per image. (Several ``;``-separated labels need multi-label training.)"""
 
     name = LABELS
 
-    def recognises(self, path: str, head: bytes) -> bool:
-        return suffix(path) == ".csv" and _sniff(head) == LABELS
+    def _columns(self, row: list[str], issue_key: str, issues: IssueLog) -> tuple[dict[str, int] | None, bool]:
+        found = _columns(row)
+        if found is None or found[0] != LABELS:
+            issues.add(issue_key, "CSV of labels needs a header naming the image and label columns")
+            return None, False
+        return found[1], True
 
-    def parse(self, data: bytes, *, path: str, issue_key: str, issues: IssueLog) -> AnnotationDocument | None:
-        rows = _rows(data, issue_key, issues)
-        if rows is None:
-            return None
-        images: dict[str, ImageAnnotations] = {}
-        categories: dict[str, None] = {}
-        columns: dict[str, int] | None = None
-        try:
-            for number, row in enumerate(rows, start=1):
-                if columns is None:
-                    found = _columns(row)
-                    if found is None or found[0] != LABELS:
-                        issues.add(issue_key, "CSV of labels needs a header naming the image and label columns")
-                        return None
-                    columns = found[1]
-                    continue
-                if not any(cell.strip() for cell in row):
-                    continue
-                where = f"row {number}"
-                if len(row) <= max(columns.values()):
-                    issues.add(issue_key, f"{where} has {len(row)} cells, expected {max(columns.values()) + 1}")
-                    continue
-                file_name, raw = row[columns["image"]].strip(), row[columns["label"]].strip()
-                if not file_name:
-                    issues.add(issue_key, f"{where} names no image")
-                    continue
-                values = [value.strip() for value in raw.split(";") if value.strip()]
-                if len(values) > 1:
-                    issues.add(issue_key, f"{where} ({file_name}) has {len(values)} labels; multi-label datasets are "
-                                          "not supported yet, so the image is skipped")
-                    continue
-                label = clean_label(values[0]) if values else None
-                if label is None:
-                    issues.add(issue_key, f"{where} ({file_name}): {label_problem(raw)}")
-                    continue
-                if file_name in images and images[file_name].label != label:
-                    issues.add(issue_key, f"{where}: {file_name} is labelled {images[file_name].label!r} earlier; "
-                                          f"{label!r} ignored")
-                    continue
-                images[file_name] = ImageAnnotations(id=f"{file_name} ({where})", file_name=file_name, label=label)
-                categories.setdefault(label)
-        except csv.Error as error:
-            issues.add(issue_key, f"CSV unreadable: {error}")
-        return AnnotationDocument(LABELS, images=list(images.values()), categories=list(categories))
+    def _row(self, row: list[str], where: str, file_name: str, columns: dict[str, int],
+             images: dict[str, ImageAnnotations], categories: dict[str, None], issue_key: str, issues: IssueLog) -> None:
+        raw = row[columns["label"]].strip()
+        values = [value.strip() for value in raw.split(";") if value.strip()]
+        if len(values) > 1:
+            issues.add(issue_key, f"{where} ({file_name}) has {len(values)} labels; multi-label datasets are not "
+                                  "supported yet, so the image is skipped")
+            return
+        label = clean_label(values[0]) if values else None
+        if label is None:
+            issues.add(issue_key, f"{where} ({file_name}): {label_problem(raw)}")
+            return
+        if file_name in images and images[file_name].label != label:
+            issues.add(issue_key, f"{where}: {file_name} is labelled {images[file_name].label!r} earlier; {label!r} ignored")
+            return
+        images[file_name] = ImageAnnotations(id=f"{file_name} ({where})", file_name=file_name, label=label)
+        categories.setdefault(label)
