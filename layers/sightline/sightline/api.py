@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from sightline import model_registry, retraining, templates, training_spec, workflow
 from sightline.contract import TASKS
 from sightline.datasets import store as dataset_store
+from sightline.datasets.paths import is_valid_dataset_name
 from sightline.errors import BadRequest, NotFound, SightlineError
 from sightline.http_events import json_document
 
@@ -109,7 +110,15 @@ def list_templates() -> dict:
 
 @route("GET", "/v1/datasets")
 def list_datasets() -> dict:
-    return {"datasets": dataset_store.list_datasets()}
+    query = app.current_event.query_string_parameters or {}
+    limit = _positive_int(query.get("limit"), "limit", default=dataset_store.MAX_DATASETS_PER_PAGE,
+                          maximum=dataset_store.MAX_DATASETS_PER_PAGE)
+    after = query.get("after")
+    if after is not None and not is_valid_dataset_name(after):
+        raise BadRequest(f"after must be a dataset name (the previous page's next_after), got {after!r}",
+                         code="invalid_after")
+    datasets, next_after = dataset_store.list_dataset_summaries(limit=limit, after=after)
+    return {"datasets": datasets, "next_after": next_after}
 
 
 @route("GET", "/v1/datasets/<name>")

@@ -46,10 +46,38 @@ def test_datasets_are_listed(api_env):
     assert answer.status == 200
     assert [d["name"] for d in answer.json["datasets"]] == ["pets", "shapes"]
     assert answer.json["datasets"][1]["status"] == "invalid"
+    assert answer.json["next_after"] is None
+
+
+def test_a_listing_carries_summaries_without_issue_bodies(api_env):
+    api_env.datasets.invalid("shapes")
+    [summary] = request("apigw_get_datasets.json").json["datasets"]
+    one = request("apigw_get_dataset.json", path="/v1/datasets/shapes").json
+    assert "issues" not in summary and summary["issue_count"] == one["issue_count"] > 0
+    assert summary == {key: value for key, value in one.items() if key != "issues"}
+
+
+def test_datasets_are_listed_a_page_at_a_time(api_env):
+    for name in ("a", "b", "c", "d", "e"):
+        api_env.datasets.classification(name)
+    pages, after = [], None
+    while True:
+        query = {"limit": "2", **({"after": after} if after else {})}
+        answer = request("apigw_get_datasets.json", query=query).json
+        pages.append([d["name"] for d in answer["datasets"]])
+        after = answer["next_after"]
+        if after is None:
+            break
+    assert pages == [["a", "b"], ["c", "d"], ["e"]]
+
+
+@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"after": "../x"}])
+def test_unusable_listing_parameters_are_refused(api_env, query):
+    assert request("apigw_get_datasets.json", query=query).status == 400
 
 
 def test_no_datasets_is_an_empty_list(api_env):
-    assert request("apigw_get_datasets.json").json == {"datasets": []}
+    assert request("apigw_get_datasets.json").json == {"datasets": [], "next_after": None}
 
 
 def test_one_dataset(api_env):

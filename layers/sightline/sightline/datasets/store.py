@@ -1,6 +1,7 @@
 """Dataset reads for the API and the training workflow."""
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -63,6 +64,28 @@ def list_datasets() -> list[dict[str, Any]]:
         _table(), IndexName=keys.GSI1, KeyConditionExpression=Key("gsi1pk").eq(keys.DATASETS_INDEX_PK)
     )
     return [public_dataset(item) for item in items]
+
+
+MAX_DATASETS_PER_PAGE = 100
+
+
+def dataset_summary(dataset: dict[str, Any]) -> dict[str, Any]:
+    """A dataset without its issue bodies (``issue_count`` stays): what a listing carries, so that a page of
+    datasets with many issues stays far below Lambda's 6 MB answer."""
+    return {key: value for key, value in dataset.items() if key != "issues"}
+
+
+def list_dataset_summaries(*, limit: int = MAX_DATASETS_PER_PAGE, after: str | None = None) -> tuple[list[dict], str | None]:
+    """One page of datasets by name: at most ``limit`` summaries with names after ``after``, and the name to pass
+    as ``after`` for the next page (None on the last one)."""
+    condition = Key("gsi1pk").eq(keys.DATASETS_INDEX_PK)
+    if after is not None:
+        condition = condition & Key("gsi1sk").gt(after)
+    # One more than the page shows tells whether another page follows; islice stops the query there.
+    items = list(islice(aws.query_items(_table(), IndexName=keys.GSI1, KeyConditionExpression=condition,
+                                        Limit=limit + 1), limit + 1))
+    page = [dataset_summary(public_dataset(item)) for item in items[:limit]]
+    return page, (page[-1]["name"] if len(items) > limit else None)
 
 
 def dataset_items(names: list[str], task: str) -> list[dict[str, Any]]:
