@@ -1,8 +1,8 @@
 """Register function: batches of queued S3 notifications (objects created or removed under datasets/) ->
 registered dataset sources, each touched dataset recomputed once per batch.
 
-Only translation lives here: Powertools' batch processor hands each SQS message to
-``sightline.datasets.delivery``; a message whose object hit throttling or a service error is reported in
+Only translation lives here: ``sightline.datasets.delivery`` registers the batch's messages, and Powertools'
+batch processor reports per message; a message whose object hit throttling or a service error is reported in
 ``batchItemFailures`` so SQS delivers just that one again (and, after the queue's maxReceiveCount, to its
 dead-letter queue). Bad data never fails a message: it becomes issues on the dataset.
 """
@@ -24,9 +24,11 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     batch = RegistrationBatch()
+    # Registered all at once first (the work is waiting on S3 and DynamoDB); then the processor asks per message.
+    batch.register_messages([(record["messageId"], record["body"]) for record in event.get("Records") or []])
 
     def record_handler(record: SQSRecord) -> None:
-        batch.register_message(record.body)
+        batch.raise_failure(record.message_id)
 
     response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                         context=context)

@@ -32,13 +32,14 @@ class SqsEventSource:
     batch_size: int
     window_seconds: float
     report_item_failures: bool
+    concurrency: int = 1  # batches in flight at once (the mapping's ScalingConfig.MaximumConcurrency)
 
 
 Invoke = Callable[[str, dict], Any]  # (function ARN, event) -> InvocationResult (.payload, .error)
 
 
 class SqsPoller:
-    """One thread per event source: receive a batch, invoke, delete what succeeded."""
+    """Per event source, ``concurrency`` threads that each receive a batch, invoke, delete what succeeded."""
 
     def __init__(self, sqs: Any, invoke: Invoke, region: str) -> None:
         self.sqs = sqs
@@ -48,9 +49,11 @@ class SqsPoller:
         self._threads: list[threading.Thread] = []
 
     def add(self, source: SqsEventSource) -> None:
-        thread = threading.Thread(target=self._run, args=(source,), name=f"sqs-{source.uuid[:8]}", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        for number in range(max(1, source.concurrency)):
+            thread = threading.Thread(target=self._run, args=(source,), name=f"sqs-{source.uuid[:8]}-{number}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -5,6 +5,7 @@ boto3 honours ``AWS_ENDPOINT_URL`` itself, which is how the local stack points e
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -51,15 +52,31 @@ def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=_CONFIG)
 
 
-@lru_cache(maxsize=None)
+_per_thread = threading.local()
+
+
 def table(name: str) -> Any:
-    return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+    """The DynamoDB table ``name``; one resource per thread, since boto3 resources (unlike clients) are not
+    thread-safe and registration works on several objects at once. A thread's resources go with the thread."""
+    tables = getattr(_per_thread, "tables", None)
+    if tables is None:
+        tables = _per_thread.tables = {}
+    if name not in tables:
+        tables[name] = boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+    return tables[name]
+
+
+def _forget_tables() -> None:
+    _per_thread.tables = {}
+
+
+table.cache_clear = _forget_tables  # type: ignore[attr-defined]
 
 
 def reset() -> None:
-    """Forget cached clients (tests that switch endpoints or credentials call this)."""
+    """Forget cached clients and this thread's tables (tests that switch endpoints or credentials call this)."""
     client.cache_clear()
-    table.cache_clear()
+    _forget_tables()
 
 
 # ---------------------------------------------------------------- errors

@@ -1,13 +1,15 @@
 """Batches of S3 notifications from the register function's queue.
 
-Each object is registered on its own (``registration.register_object`` without its recompute); every dataset a
-batch touched is recomputed once, after the batch: the debounce that makes 2,000 loose uploads cost a few
-recomputes instead of 2,000. A message whose object hit throttling or a service error is reported as a batch item
-failure, so SQS delivers only that message again; bad data never fails a message (it becomes issues).
+Each object is registered on its own (``registration.register_object`` without its recompute), several at once
+(the work is S3 and DynamoDB round trips); every dataset a batch touched is recomputed once, after the batch: the
+debounce that makes 2,000 loose uploads cost a few recomputes instead of 2,000. A message whose object hit
+throttling or a service error is reported as a batch item failure, so SQS delivers only that message again; bad
+data never fails a message (it becomes issues).
 """
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,18 @@ from sightline.datasets.notifications import REMOVED, ObjectNotification, object
 from sightline.datasets.registration import recompute_dataset, register_object, unregister_object
 
 logger = Logger(child=True)
+
+# Messages registered at once within a batch; each is a handful of S3 and DynamoDB calls, mostly waiting. The
+# threads live as long as the warm container, so their per-thread DynamoDB resources are made once.
+MESSAGE_WORKERS = 8
+_workers: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _workers
+    if _workers is None:
+        _workers = ThreadPoolExecutor(max_workers=MESSAGE_WORKERS, thread_name_prefix="register")
+    return _workers
 
 
 class RetryableRegistrationError(RuntimeError):
@@ -51,15 +65,41 @@ class RegistrationBatch:
 
     datasets: set[str] = field(default_factory=set)
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, RetryableRegistrationError] = field(default_factory=dict)  # by message id
 
-    def register_message(self, body: str) -> None:
-        """Every object one queued S3 notification reports. Raises ``RetryableRegistrationError`` when one hit
-        throttling or a service error (the objects before it stay registered; a redelivery skips them)."""
+    def register_messages(self, messages: list[tuple[str, str]]) -> None:
+        """Register the objects of every ``(message id, body)`` at once; a message that must be retried is
+        remembered for ``raise_failure``."""
+        pool = _pool()
+        futures = {message_id: pool.submit(self.register_message, body) for message_id, body in messages}
+        for message_id, future in futures.items():
+            error = future.exception()
+            if isinstance(error, RetryableRegistrationError):
+                self.failures[message_id] = error
+                continue
+            if error is not None:
+                raise error
+            for outcome in future.result():
+                self.outcomes.append(outcome)
+                if outcome.get("dataset") and outcome["status"] not in ("skipped", "rejected"):
+                    self.datasets.add(outcome["dataset"])
+
+    def raise_failure(self, message_id: str) -> None:
+        """Raise what stopped the message's registration, if anything did (the batch processor reports it)."""
+        if message_id in self.failures:
+            raise self.failures[message_id]
+
+    @staticmethod
+    def register_message(body: str) -> list[dict[str, Any]]:
+        """The outcome of every object one queued S3 notification reports. Raises ``RetryableRegistrationError``
+        when one hit throttling or a service error (the objects before it stay registered; a redelivery skips
+        them)."""
         try:
             notifications = list(object_notifications(json.loads(body)))
         except (TypeError, ValueError, RecursionError):
             logger.warning("queued message is not an S3 notification; dropped", extra={"body": str(body)[:200]})
-            return
+            return []
+        outcomes = []
         for notification in notifications:
             try:
                 outcome = register_notification(notification)
@@ -69,9 +109,8 @@ class RegistrationBatch:
                 logger.exception("registration failed", extra={"key": notification.key})
                 outcome = {"key": notification.key, "status": "failed", "error": str(error)}
             logger.info("object handled", extra=brief(outcome))
-            self.outcomes.append(outcome)
-            if outcome.get("dataset") and outcome["status"] not in ("skipped", "rejected"):
-                self.datasets.add(outcome["dataset"])
+            outcomes.append(outcome)
+        return outcomes
 
     def recompute(self) -> dict[str, dict[str, Any]]:
         """Recompute each dataset the batch touched. A retryable failure raises, so the whole batch comes again

@@ -81,14 +81,13 @@ class ArtifactImageStore:
         return key
 
     def _copy(self, key: str, data: bytes, content_type: str) -> None:
-        s3 = aws.client("s3")
         try:
-            s3.head_object(Bucket=self._bucket, Key=key)
-            return  # immutable and content-addressed: already there means already right
+            # Immutable and content-addressed: already there means already right, so only the first write lands.
+            aws.client("s3").put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type,
+                                         IfNoneMatch="*")
         except ClientError as error:
-            if not aws.is_not_found(error):
+            if not aws.is_condition_failed(error):
                 raise
-        s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
 
     def _settle(self, return_when: str) -> None:
         done, _ = wait(self._pending, return_when=return_when)
