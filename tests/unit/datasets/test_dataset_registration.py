@@ -139,7 +139,7 @@ def test_keys_outside_a_valid_dataset_folder_are_rejected_with_a_reason(datasets
     assert "outside datasets/" in outside["issues"][0]["reason"]
     assert "invalid dataset name" in bad_name["issues"][0]["reason"]
     assert no_folder["issues"][0]["key"] == "datasets/loose.png"
-    assert store.list_datasets() == []
+    assert store.list_dataset_summaries() == ([], None)
 
 
 def test_duplicate_event_is_a_no_op(datasets, monkeypatch):
@@ -278,11 +278,13 @@ def test_list_datasets_in_public_shape(datasets):
     datasets.register("datasets/b/cat/1.png", png(1))
     datasets.register("datasets/a/cat/1.png", png(2))
 
-    listed = store.list_datasets()
+    listed, next_after = store.list_dataset_summaries()
 
-    assert [dataset["name"] for dataset in listed] == ["a", "b"]
-    assert set(listed[0]) == {"name", "status", "classes", "images", "annotations", "tasks", "issues",
-                              "issue_count", "training_digests", "formats", "negatives", "created_at", "updated_at"}
+    assert ([dataset["name"] for dataset in listed], next_after) == (["a", "b"], None)
+    assert set(store.get_dataset("a")) == {"name", "status", "classes", "images", "annotations", "tasks", "issues",
+                                           "issue_count", "training_digests", "formats", "negatives", "created_at",
+                                           "updated_at"}
+    assert set(listed[0]) == set(store.get_dataset("a")) - {"issues"}
     assert (listed[0]["formats"], listed[0]["negatives"]) == (["class-folders"], 0)
     assert store.get_dataset("nope") is None
     assert store.get_dataset("../etc") is None

@@ -75,7 +75,7 @@ def test_datasets_stored_in_the_previous_layout_read_in_todays_states(datasets):
     assert store.get_dataset("nothing")["status"] == "empty"
     assert store.get_dataset("old-ready")["status"] == "ready"
     assert store.get_dataset("no-status")["status"] == "empty"
-    assert {d["name"]: d["status"] for d in store.list_datasets()} == {
+    assert {d["name"]: d["status"] for d in store.list_dataset_summaries()[0]} == {
         "nothing": "empty", "no-status": "empty", "old-ready": "ready", "stuck": "invalid"}
 
 

@@ -164,7 +164,7 @@ def test_s3_test_event_reports_nothing(aws_resources, register_function):
              "Bucket": "sightline-test-data", "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"}
 
     assert register_function.handler(sqs_batch(event), CONTEXT) == {"batchItemFailures": []}
-    assert store.list_datasets() == []
+    assert store.list_dataset_summaries() == ([], None)
 
 
 def test_a_message_that_is_not_json_is_dropped_not_retried(aws_resources, register_function):

@@ -58,14 +58,6 @@ def get_dataset(name: str, *, consistent: bool = False) -> dict[str, Any] | None
     return public_dataset(item) if item else None
 
 
-def list_datasets() -> list[dict[str, Any]]:
-    """Every dataset, by name."""
-    items = aws.query_items(
-        _table(), IndexName=keys.GSI1, KeyConditionExpression=Key("gsi1pk").eq(keys.DATASETS_INDEX_PK)
-    )
-    return [public_dataset(item) for item in items]
-
-
 MAX_DATASETS_PER_PAGE = 100
 
 
