@@ -64,7 +64,12 @@ class FoundImage:
     member: str | None
     label: str | None  # from the class-folder layout, or the Watson archive it came in
     image: StoredImage
-    negative: bool = False  # from a Watson negative_examples archive: an image of no class
+    watson_role: str | None = None  # "positive" or "negative" when it came in a Watson training archive
+
+    @property
+    def negative(self) -> bool:
+        """From a Watson negative_examples archive: an image of no class."""
+        return self.watson_role == "negative"
 
     @property
     def folder(self) -> tuple[str | None, str]:
@@ -226,7 +231,7 @@ def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, 
                 member=member,
                 label=role[1] if role else class_label(member),
                 image=stored,
-                negative=role is not None and role[0] == "negative",
+                watson_role=role[0] if role else None,
             )
         )
     for data in result.get("annotation_files", []):
@@ -419,7 +424,7 @@ def join(sources: DatasetSources) -> DatasetContents:
         if found.label is None:
             issues.add(found.path, "image is not in a class folder and no annotation file lists it")
             continue
-        formats.add(watson.NAME if found.archive and watson.archive_role(found.archive) else CLASS_FOLDERS)
+        formats.add(watson.NAME if found.watson_role else CLASS_FOLDERS)
         _label(classification, found, found.label, found.path, issues)
 
     for sha in set(negatives) & set(classification):

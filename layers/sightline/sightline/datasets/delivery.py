@@ -64,7 +64,6 @@ class RegistrationBatch:
     """The datasets one batch of messages changed, to recompute once when the batch is done."""
 
     datasets: set[str] = field(default_factory=set)
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, RetryableRegistrationError] = field(default_factory=dict)  # by message id
 
     def register_messages(self, messages: list[tuple[str, str]]) -> None:
@@ -80,7 +79,6 @@ class RegistrationBatch:
             if error is not None:
                 raise error
             for outcome in future.result():
-                self.outcomes.append(outcome)
                 if outcome.get("dataset") and outcome["status"] not in ("skipped", "rejected"):
                     self.datasets.add(outcome["dataset"])
 
