@@ -13,7 +13,9 @@ from enum import StrEnum
 
 CLASSIFICATION = "classification"
 DETECTION = "detection"
-TASKS = (CLASSIFICATION, DETECTION)
+# Several classes per image, or none (sigmoid scores, not a softmax); a dataset of labelled images can train it.
+MULTILABEL = "multilabel"
+TASKS = (CLASSIFICATION, DETECTION, MULTILABEL)
 
 # ---------------------------------------------------------------- documents and artifacts
 
@@ -64,6 +66,7 @@ class DatasetStatus(StrEnum):
     READY = "ready"  # at least one usable image for some task
     EMPTY = "empty"  # nothing to train on and nothing refused: no files, or annotations still waiting for images
     INVALID = "invalid"  # every uploaded file was refused; ``issues`` say why
+    DELETING = "deleting"  # DELETE /v1/datasets/{name} was accepted; its items and files are being removed
     # Written by releases before terminal states existed; read back as one of the three above (see
     # ``sightline.datasets.store.migrate_dataset_status``) and never written any more.
     REGISTERING = "registering"
@@ -85,11 +88,15 @@ class ModelStatus(StrEnum):
 # conditional writes in the registries are derived from this table, and docs/architecture.md prints it.
 DATASET_TRANSITIONS: dict[DatasetStatus | None, frozenset[DatasetStatus]] = {
     # A dataset's status is recomputed from its files after every change, so any state can follow any other.
+    # Any state may start a deletion; a deleting dataset only goes away (its items are removed, not moved on).
     None: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
-    DatasetStatus.READY: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
-    DatasetStatus.EMPTY: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
-    DatasetStatus.INVALID: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
-    DatasetStatus.REGISTERING: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID}),
+    DatasetStatus.READY: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID, DatasetStatus.DELETING}),
+    DatasetStatus.EMPTY: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID, DatasetStatus.DELETING}),
+    DatasetStatus.INVALID: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID,
+                                      DatasetStatus.DELETING}),
+    DatasetStatus.REGISTERING: frozenset({DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID,
+                                          DatasetStatus.DELETING}),
+    DatasetStatus.DELETING: frozenset(),
 }
 VERSION_TRANSITIONS: dict[VersionStatus | None, frozenset[VersionStatus]] = {
     None: frozenset({VersionStatus.TRAINING}),

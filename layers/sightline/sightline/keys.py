@@ -24,6 +24,42 @@ def source_sk(key: str) -> str:
     return f"SOURCE#{key}"
 
 
+def class_sk(label: str) -> str:
+    """A dataset's class: its image and box counts (classes are items, so 10,000 of them fit)."""
+    return f"CLASS#{label}"
+
+
+def issue_sk(position: int) -> str:
+    """A dataset's issue, in the order found."""
+    return f"ISSUE#{position:07d}"
+
+
+def entry_sk(sha256: str) -> str:
+    """A dataset's entry: one image (by content), its labels or boxes."""
+    return f"ENTRY#{sha256}"
+
+
+def snapshot_sk(snapshot_id: str) -> str:
+    """An immutable training snapshot that includes the dataset."""
+    return f"SNAPSHOT#{snapshot_id}"
+
+
+def image_pk(sha256: str) -> str:
+    """Who references a stored image: one item per dataset and per snapshot (see ``image_ref_sk``)."""
+    return f"IMAGE#{sha256}"
+
+
+def dataset_ref_sk(name: str) -> str:
+    return f"REF#DATASET#{name}"
+
+
+def snapshot_ref_sk(snapshot_id: str) -> str:
+    return f"REF#SNAPSHOT#{snapshot_id}"
+
+
+DERIVED_PREFIXES = ("CLASS#", "ISSUE#", "ENTRY#")  # what a recompute rewrites
+
+
 def model_pk(model_id: str) -> str:
     return f"MODEL#{model_id}"
 
@@ -36,6 +72,11 @@ def version_sk(version: int) -> str:
 def image_key(sha256: str, extension: str) -> str:
     """Content-addressed, immutable copy of a registered image in the artifact bucket."""
     return f"images/{sha256[:2]}/{sha256}.{extension}"
+
+
+def thumbnail_key(sha256: str) -> str:
+    """A JPEG at most ``images.THUMBNAIL_SIDE`` pixels on its longer side, of an image bigger than that."""
+    return f"thumbnails/{sha256[:2]}/{sha256}.jpg"
 
 
 def source_result_key(dataset: str, source_key: str) -> str:

@@ -19,7 +19,10 @@ def test_class_folder_zip_registers_classes_and_counts(datasets):
     assert dataset["classes"] == {"circle": 5, "square": 5}
     assert dataset["images"] == 10
     assert dataset["annotations"] == 0
-    assert dataset["tasks"] == ["classification"]
+    assert dataset["class_counts"] == {"circle": {"images": 5, "boxes": 0}, "square": {"images": 5, "boxes": 0}}
+    # Single-labelled images train a classifier, or a multi-label model (one label each).
+    assert dataset["tasks"] == ["classification", "multilabel"]
+    assert dataset["too_small"] == {} and dataset["duplicates"] == {"count": 0, "groups": []}
     assert dataset["issues"] == [] and dataset["issue_count"] == 0
     assert dataset["created_at"] and dataset["updated_at"]
 
@@ -218,14 +221,14 @@ def test_recompute_publishes_dataset_updated(datasets, monkeypatch):
     assert published[-1] == (
         "DatasetUpdated",
         {"name": "x", "status": "ready", "images": 1, "annotations": 0, "class_count": 1,
-         "tasks": ["classification"], "issue_count": 0},
+         "tasks": ["classification", "multilabel"], "issue_count": 0},
     )
 
 
 def test_the_training_digest_changes_with_the_training_data_only(datasets):
     datasets.register("datasets/x/cat/1.png", png(1))
     first = store.get_dataset("x", consistent=True)["training_digests"]
-    assert set(first) == {"classification"} and len(first["classification"]) == 64
+    assert set(first) == {"classification", "multilabel"} and len(first["classification"]) == 64
 
     datasets.register("datasets/x/cat/1.png")  # the same upload again: recomputed, same data
     datasets.register("datasets/x/notes.txt", b"not an image")  # an issue, not training data
@@ -243,15 +246,19 @@ def test_a_relabelled_image_changes_the_digest_though_the_counts_do_not(datasets
     assert x["training_digests"] != y["training_digests"]
 
 
-def test_same_image_in_two_class_folders_keeps_one_label(datasets):
+def test_same_image_in_two_class_folders_keeps_the_later_uploads_label_and_says_so(datasets):
     image = png(1)
     datasets.register("datasets/x/cat/1.png", image)
     datasets.register("datasets/x/dog/1.png", image)
 
     dataset = store.get_dataset("x")
     assert dataset["images"] == 1
-    assert dataset["classes"] == {"cat": 1}
-    assert "labelled 'cat'" in reasons_for(dataset, "datasets/x/dog/1.png")[0]
+    assert dataset["classes"] == {"dog": 1}
+    assert reasons_for(dataset, "datasets/x/dog/1.png") == [
+        "datasets/x/dog/1.png was labelled 'cat' by datasets/x/cat/1.png; this later upload's 'dog' replaces it"]
+    assert dataset["duplicates"] == {"count": 1, "groups": [
+        {"sha256": store.dataset_items(["x"], "classification")[0]["id"],
+         "paths": ["datasets/x/cat/1.png", "datasets/x/dog/1.png"], "copies": 2}]}
 
 
 def test_image_outside_a_class_folder_waits_for_an_annotation_file(datasets):
@@ -281,10 +288,11 @@ def test_list_datasets_in_public_shape(datasets):
     listed, next_after = store.list_dataset_summaries()
 
     assert ([dataset["name"] for dataset in listed], next_after) == (["a", "b"], None)
-    assert set(store.get_dataset("a")) == {"name", "status", "classes", "images", "annotations", "tasks", "issues",
-                                           "issue_count", "training_digests", "formats", "negatives", "created_at",
+    assert set(store.get_dataset("a")) == {"name", "status", "classes", "class_counts", "class_count", "images",
+                                           "annotations", "tasks", "issues", "issue_count", "training_digests",
+                                           "formats", "negatives", "duplicates", "too_small", "created_at",
                                            "updated_at"}
-    assert set(listed[0]) == set(store.get_dataset("a")) - {"issues"}
+    assert set(listed[0]) == set(store.get_dataset("a")) - {"issues", "classes", "class_counts"}
     assert (listed[0]["formats"], listed[0]["negatives"]) == (["class-folders"], 0)
     assert store.get_dataset("nope") is None
     assert store.get_dataset("../etc") is None

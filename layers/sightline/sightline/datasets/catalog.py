@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from sightline import aws, keys
 from sightline.config import get_settings
-from sightline.contract import CLASSIFICATION, DETECTION, DatasetStatus
+from sightline.contract import CLASSIFICATION, DETECTION, MULTILABEL, DatasetStatus
 from sightline.datasets.classfolders import class_label
 from sightline.datasets.formats import watson, yolo
 from sightline.datasets.formats.base import (
@@ -65,6 +65,7 @@ class FoundImage:
     label: str | None  # from the class-folder layout, or the Watson archive it came in
     image: StoredImage
     watson_role: str | None = None  # "positive" or "negative" when it came in a Watson training archive
+    uploaded: str = ""  # when its upload was made (ISO 8601): a later upload's labels win
 
     @property
     def negative(self) -> bool:
@@ -82,6 +83,7 @@ class FoundAnnotationFile:
     archive: str | None
     folder: str  # file names in it are relative to this (inside the archive, or an S3 "folder")
     document: AnnotationDocument
+    uploaded: str = ""
 
 
 @dataclass
@@ -94,46 +96,109 @@ class DatasetSources:
 @dataclass(frozen=True)
 class LabelledImage:
     image: StoredImage
-    label: str
-    path: str
+    labels: tuple[str, ...]  # sorted; empty: an image of none of the classes (a negative)
+    path: str  # what gave the labels: the image's own path (class folder), or the annotation file
+
+    @property
+    def single_label(self) -> str | None:
+        return self.labels[0] if len(self.labels) == 1 else None
 
 
 @dataclass
 class AnnotatedImage:
     image: StoredImage
     boxes: list[Box]
+    path: str  # the annotation file the boxes came from
+
+
+# Training needs this many examples of every class (images for classification, images with the class's boxes for
+# detection) before a version is started: fewer cannot be split into train and validation with any meaning.
+MIN_IMAGES_PER_CLASS = 5
+MAX_LISTED_DUPLICATES = 20  # groups of same-content images named on the dataset (all are counted)
 
 
 @dataclass
 class DatasetContents:
-    classification: dict[str, LabelledImage]  # by image sha256
+    labelled: dict[str, LabelledImage]  # by image sha256: class labels (one, several, or none for a negative)
     detection: dict[str, AnnotatedImage]
-    image_count: int  # valid images, unique by content
+    copies: dict[str, list[str]]  # sha256 -> every path a valid image with that content was uploaded at
+    stored: dict[str, StoredImage]
     issues: IssueLog
-    negatives: dict[str, FoundImage] = field(default_factory=dict)  # images of no class, by sha256
     formats: list[str] = field(default_factory=list)  # the layouts and annotation formats it was read from
+
+    @property
+    def image_count(self) -> int:
+        """Valid images, unique by content."""
+        return len(self.stored)
 
     @property
     def annotation_count(self) -> int:
         return sum(len(entry.boxes) for entry in self.detection.values())
 
+    @property
+    def negatives(self) -> dict[str, LabelledImage]:
+        return {sha: entry for sha, entry in self.labelled.items() if not entry.labels}
+
+    def class_stats(self) -> dict[str, dict[str, int]]:
+        """Per class: the images that show it (by label or by box), its boxes, and its examples (labelled
+        images plus boxes: what training sees of it)."""
+        examples = self.classes()
+        images: Counter[str] = Counter()
+        boxes: Counter[str] = Counter(box.label for entry in self.detection.values() for box in entry.boxes)
+        for sha in self.stored:
+            shown = set(self.labelled[sha].labels) if sha in self.labelled else set()
+            if sha in self.detection:
+                shown.update(box.label for box in self.detection[sha].boxes)
+            images.update(shown)
+        return {label: {"images": images[label], "boxes": boxes[label], "examples": examples[label]}
+                for label in sorted(images)}
+
     def classes(self) -> dict[str, int]:
-        """Examples per label: classification images plus detection boxes."""
-        counts = Counter(entry.label for entry in self.classification.values())
+        """Examples per label: labelled images plus detection boxes."""
+        counts = Counter(label for entry in self.labelled.values() for label in entry.labels)
         counts.update(box.label for entry in self.detection.values() for box in entry.boxes)
         return dict(sorted(counts.items()))
+
+    def duplicates(self) -> dict[str, Any]:
+        """Content uploaded at more than one path: how many extra copies, and the first groups."""
+        groups = [(sha, paths) for sha, paths in sorted(self.copies.items()) if len(paths) > 1]
+        return {
+            "count": sum(len(paths) - 1 for _, paths in groups),
+            "groups": [{"sha256": sha, "paths": paths[:5], "copies": len(paths)}
+                       for sha, paths in groups[:MAX_LISTED_DUPLICATES]],
+        }
 
     def status(self) -> DatasetStatus:
         """Ready with something to train on; otherwise invalid when issues say why, empty when nothing does."""
         return dataset_status(bool(self.tasks()), self.issues.count)
 
     def tasks(self) -> list[str]:
+        """What a model could train on: single-labelled images make classification data, any labelled image is
+        multi-label data (one label is a multi-label answer too), boxes make detection data."""
         present = []
-        if self.classification:
+        if any(entry.single_label for entry in self.labelled.values()):
             present.append(CLASSIFICATION)
         if self.annotation_count:
             present.append(DETECTION)
+        if any(entry.labels for entry in self.labelled.values()):
+            present.append(MULTILABEL)
         return present
+
+    def too_small(self) -> dict[str, list[str]]:
+        """Per task present, why it cannot train yet: classes with fewer than ``MIN_IMAGES_PER_CLASS`` examples,
+        or fewer than two classes for classification. Checked before any GPU time is spent."""
+        problems: dict[str, list[str]] = {}
+        for task in self.tasks():
+            counts: Counter[str] = Counter()
+            for item in self.items(task, bucket=""):
+                counts.update(_item_labels(item))
+            found = [f"class {label!r} has {count} image(s)" for label, count in sorted(counts.items())
+                     if count < MIN_IMAGES_PER_CLASS]
+            if task == CLASSIFICATION and len(counts) < 2:
+                found.insert(0, f"classification needs at least 2 classes, found {len(counts)}")
+            if found:
+                problems[task] = found
+        return problems
 
     def training_digests(self) -> dict[str, str]:
         """Per task present: a SHA-256 of what a manifest for that task holds (image contents, labels or boxes),
@@ -146,15 +211,54 @@ class DatasetContents:
         }
 
     def items(self, task: str, bucket: str) -> list[dict[str, Any]]:
-        """Manifest items (without ``split``) for ``task``, ordered by id."""
+        """Manifest items (without ``split``) for ``task``, ordered by id. Classification takes the
+        single-labelled images and the negatives (``label: null``); multi-label takes every labelled image."""
         items: list[dict[str, Any]] = []
         if task == CLASSIFICATION:
-            for sha, entry in sorted(self.classification.items()):
-                items.append({**_item_base(entry.image, bucket), "label": entry.label})
+            for sha, entry in sorted(self.labelled.items()):
+                if entry.single_label or not entry.labels:
+                    items.append({**_item_base(entry.image, bucket), "label": entry.single_label})
+        elif task == MULTILABEL:
+            for sha, entry in sorted(self.labelled.items()):
+                items.append({**_item_base(entry.image, bucket), "labels": list(entry.labels)})
         elif task == DETECTION:
             for sha, entry in sorted(self.detection.items()):
                 items.append({**_item_base(entry.image, bucket), "boxes": [box.to_dict() for box in entry.boxes]})
         return items
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """One entry per image (by content): where it was uploaded, its labels and/or boxes, and its classes;
+        what ``GET /v1/datasets/{name}/images`` lists."""
+        entries: dict[str, dict[str, Any]] = {}
+        for sha, image in sorted(self.stored.items()):
+            paths = self.copies.get(sha, [])
+            entry: dict[str, Any] = {"sha256": sha, "key": image.key, "width": image.width, "height": image.height,
+                                     "path": paths[0] if paths else "", "copies": len(paths)}
+            classes: set[str] = set()
+            if sha in self.labelled:
+                entry["labels"] = list(self.labelled[sha].labels)
+                classes.update(self.labelled[sha].labels)
+            if sha in self.detection:
+                boxes = self.detection[sha].boxes
+                entry["box_count"] = len(boxes)
+                entry["boxes"] = [box.to_dict() for box in boxes[:MAX_ENTRY_BOXES]]
+                classes.update(box.label for box in boxes)
+            entry["classes"] = sorted(classes)
+            entries[sha] = entry
+        return entries
+
+
+# Boxes an image's entry shows (an image of thousands of small objects stays inside a table item; the manifest
+# always has all of them).
+MAX_ENTRY_BOXES = 1000
+
+
+def _item_labels(item: dict[str, Any]) -> set[str]:
+    if "boxes" in item:
+        return {box["label"] for box in item["boxes"]}
+    if "labels" in item:
+        return set(item["labels"])
+    return {item["label"]} if item.get("label") else set()
 
 
 def _item_base(image: StoredImage, bucket: str) -> dict[str, Any]:
@@ -197,6 +301,8 @@ def load_dataset_sources(name: str) -> DatasetSources:
     sources = DatasetSources()
     for item in sorted(source_items(name), key=lambda source: source["key"]):
         key: str = item["key"]
+        # Upload time (S3 keeps seconds), then registration time: what orders two uploads about one image.
+        uploaded = f"{item.get('uploaded_at') or item.get('registered_at') or ''} {item.get('registered_at') or ''}"
         sources.issues.extend(list(item.get("issues", [])), int(item.get("issue_count", 0)))
         if item.get("status") != STATUS_REGISTERED:
             continue
@@ -204,18 +310,19 @@ def load_dataset_sources(name: str) -> DatasetSources:
         if kind == KIND_IMAGE and "image" in item:
             image = item["image"]
             stored = StoredImage(image["sha256"], image["key"], int(image["width"]), int(image["height"]))
-            sources.images.append(FoundImage(key, key, None, None, class_label(_relative_to_dataset(key)), stored))
+            sources.images.append(FoundImage(key, key, None, None, class_label(_relative_to_dataset(key)), stored,
+                                             uploaded=uploaded))
         elif kind in (KIND_ARCHIVE, KIND_ANNOTATION, LEGACY_KIND_COCO) and "result_key" in item:
             result = _read_result(item["result_key"])
             if result is None or result.get("etag") != item.get("etag"):
                 # Lost to a concurrent upload of the same key (see registration): never mix two uploads' contents.
                 sources.issues.add(key, "registration result is missing or out of date; upload the file again")
                 continue
-            _add_result(sources, key, kind, result)
+            _add_result(sources, key, kind, result, uploaded)
     return sources
 
 
-def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, Any]) -> None:
+def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, Any], uploaded: str) -> None:
     archive = key if kind == KIND_ARCHIVE else None
     beside = posixpath.dirname(key)
     role = watson.archive_role(key) if archive else None
@@ -232,6 +339,7 @@ def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, 
                 label=role[1] if role else class_label(member),
                 image=stored,
                 watson_role=role[0] if role else None,
+                uploaded=uploaded,
             )
         )
     for data in result.get("annotation_files", []):
@@ -240,7 +348,7 @@ def _add_result(sources: DatasetSources, key: str, kind: str, result: dict[str, 
             path, folder = key, beside
         else:
             path, folder = member_issue_key(key, annotation_file.member), posixpath.dirname(annotation_file.member)
-        sources.annotation_files.append(FoundAnnotationFile(path, archive, folder, annotation_file.document))
+        sources.annotation_files.append(FoundAnnotationFile(path, archive, folder, annotation_file.document, uploaded))
 
 
 # --- the join --------------------------------------------------------------------------------------------------
@@ -373,18 +481,57 @@ def dataset_status(trainable: bool, issue_count: int) -> DatasetStatus:
     return DatasetStatus.INVALID if issue_count else DatasetStatus.EMPTY
 
 
+def _upload_order(found: FoundImage | FoundAnnotationFile) -> tuple[str, str]:
+    return found.uploaded, found.path
+
+
+class _Join:
+    """Labels and boxes per image (by content). Sources are read oldest upload first, so when two uploads say
+    different things about the same image the later one wins, and the dataset says so in an issue."""
+
+    def __init__(self, issues: IssueLog) -> None:
+        self.issues = issues
+        self.labelled: dict[str, LabelledImage] = {}
+        self.detection: dict[str, AnnotatedImage] = {}
+
+    def label(self, found: FoundImage, labels: list[str], path: str) -> None:
+        sha = found.image.sha256
+        entry = LabelledImage(found.image, tuple(sorted(set(labels))), path)
+        earlier = self.labelled.get(sha)
+        if earlier is not None and earlier.labels != entry.labels:
+            self.issues.add(path, f"{found.path} was labelled {_shown(earlier.labels)} by {earlier.path}; "
+                                  f"this later upload's {_shown(entry.labels)} replaces it")
+        self.labelled[sha] = entry
+
+    def boxes(self, found: FoundImage, boxes: list[Box], path: str) -> None:
+        sha = found.image.sha256
+        earlier = self.detection.get(sha)
+        if earlier is None or earlier.path != path:
+            if earlier is not None and earlier.boxes != boxes:
+                self.issues.add(path, f"{found.path} had {len(earlier.boxes)} box(es) from {earlier.path}; this "
+                                      f"later upload's {len(boxes)} replace them")
+            self.detection[sha] = AnnotatedImage(found.image, [], path)
+        annotated = self.detection[sha]
+        for box in boxes:
+            if box not in annotated.boxes:  # the same image listed twice in one file counts once
+                annotated.boxes.append(box)
+
+
+def _shown(labels: tuple[str, ...]) -> str:
+    return "as none of the classes" if not labels else repr(", ".join(labels))
+
+
 def join(sources: DatasetSources) -> DatasetContents:
     issues = sources.issues
     index = _ImageIndex(sources.images)
     names = _ClassNames(sources.annotation_files, issues)
-    detection: dict[str, AnnotatedImage] = {}
-    classification: dict[str, LabelledImage] = {}
+    result = _Join(issues)
     claimed: set[str] = set()
     detection_folders: set[tuple[str | None, str]] = set()
     annotated_archives: set[str] = set()
     formats: set[str] = set()
 
-    for annotation_file in sorted(sources.annotation_files, key=lambda found: found.path):
+    for annotation_file in sorted(sources.annotation_files, key=_upload_order):
         document = annotation_file.document
         formats.add(yolo.NAME if document.format == yolo.NAMES else document.format)
         if annotation_file.archive is not None:
@@ -394,8 +541,9 @@ def join(sources: DatasetSources) -> DatasetContents:
             if found is None:
                 issues.add(annotation_file.path, f"{entry.describe} {why}")
                 continue
-            if entry.label is not None:
-                _label(classification, found, entry.label, annotation_file.path, issues)
+            labels = entry.class_labels
+            if labels is not None:
+                result.label(found, labels, annotation_file.path)
                 claimed.add(found.path)
                 continue
             boxes = _annotated_boxes(entry, found, annotation_file, names, issues)
@@ -403,52 +551,45 @@ def join(sources: DatasetSources) -> DatasetContents:
                 continue
             claimed.add(found.path)
             detection_folders.add(found.folder)
-            annotated = detection.setdefault(found.image.sha256, AnnotatedImage(found.image, []))
-            for box in boxes:
-                if box not in annotated.boxes:  # the same image annotated twice (two files, or a copy) counts once
-                    annotated.boxes.append(box)
+            result.boxes(found, boxes, annotation_file.path)
 
-    negatives: dict[str, FoundImage] = {}
-    for found in sorted(sources.images, key=lambda image: image.path):
+    labelled_by_file = set(result.labelled)
+    for found in sorted(sources.images, key=_upload_order):
         if found.path in claimed:
-            continue
-        if found.negative:
-            negatives.setdefault(found.image.sha256, found)
-            formats.add(watson.NAME)
             continue
         if found.archive in annotated_archives or found.folder in detection_folders:
             # Beside annotated images it is a detection image nobody annotated, not an example of a class
             # named after its folder ("images").
             issues.add(found.path, "no annotation file lists this image, which sits with annotated images; skipped")
             continue
-        if found.label is None:
+        if not found.negative and found.label is None:
             issues.add(found.path, "image is not in a class folder and no annotation file lists it")
             continue
         formats.add(watson.NAME if found.watson_role else CLASS_FOLDERS)
-        _label(classification, found, found.label, found.path, issues)
+        if found.image.sha256 in labelled_by_file:
+            continue  # an annotation file's labels beat the folder's
+        earlier = result.labelled.get(found.image.sha256)
+        if found.negative and earlier is not None and earlier.labels:
+            issues.add(found.path, f"same image as {earlier.path} (labelled {_shown(earlier.labels)}); "
+                                   "not used as a negative")
+            continue
+        if not found.negative and earlier is not None and not earlier.labels:
+            issues.add(earlier.path, f"same image as {found.path} (labelled {found.label!r}); not used as a negative")
+        result.label(found, [] if found.negative else [found.label or ""], found.path)
 
-    for sha in set(negatives) & set(classification):
-        issues.add(negatives[sha].path, f"same image as {classification[sha].path} (labelled "
-                                        f"{classification[sha].label!r}); not used as a negative")
-        del negatives[sha]
+    copies: dict[str, list[str]] = defaultdict(list)
+    stored: dict[str, StoredImage] = {}
+    for found in sorted(sources.images, key=lambda image: image.path):
+        copies[found.image.sha256].append(found.path)
+        stored.setdefault(found.image.sha256, found.image)
     return DatasetContents(
-        classification=classification,
-        detection=detection,
-        image_count=len({found.image.sha256 for found in sources.images}),
+        labelled=result.labelled,
+        detection=result.detection,
+        copies=dict(copies),
+        stored=stored,
         issues=issues,
-        negatives=negatives,
         formats=sorted(formats),
     )
-
-
-def _label(classification: dict[str, LabelledImage], found: FoundImage, label: str, path: str,
-           issues: IssueLog) -> None:
-    """One class per image (by content): the first label given wins and a different one is reported."""
-    first = classification.get(found.image.sha256)
-    if first is None:
-        classification[found.image.sha256] = LabelledImage(found.image, label, path)
-    elif first.label != label:
-        issues.add(path, f"same image as {first.path} (labelled {first.label!r}); label {label!r} ignored")
 
 
 def dataset_contents(name: str) -> DatasetContents:

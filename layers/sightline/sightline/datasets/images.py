@@ -6,7 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageOps
 
 # Pillow format name -> the extension of the content-addressed copy (taken from the content, not the file name).
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff"}
@@ -21,6 +21,8 @@ _CONTENT_TYPES = {
 # Only these decoders ever see uploaded bytes (no EPS, PSD, ... plugins). Multi-picture JPEGs from cameras open
 # through the JPEG decoder and report "MPO".
 _ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+# Images bigger than this on their longer side get a JPEG thumbnail for GET /v1/datasets/{name}/images.
+THUMBNAIL_SIDE = 256
 # EXIF orientations that rotate by 90 degrees: the displayed image is height x width.
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
@@ -77,3 +79,22 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
         width=width,
         height=height,
     )
+
+
+def needs_thumbnail(info: ImageInfo) -> bool:
+    return max(info.width, info.height) > THUMBNAIL_SIDE
+
+
+def make_thumbnail(data: bytes) -> bytes:
+    """A JPEG of an already inspected image, upright (EXIF orientation applied), at most ``THUMBNAIL_SIDE`` pixels
+    on its longer side; 16-bit and palette images are brought to 8-bit RGB."""
+    with Image.open(io.BytesIO(data), formats=_ALLOWED_FORMATS) as image:
+        image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG decodes at a reduced scale: much faster
+        upright = ImageOps.exif_transpose(image)
+        if upright.mode in ("I;16", "I;16B", "I;16L", "I"):
+            upright = upright.point(lambda value: value / 256).convert("L")
+        rgb = upright.convert("RGB")
+        rgb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        buffer = io.BytesIO()
+        rgb.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()

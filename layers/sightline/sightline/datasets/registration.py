@@ -10,7 +10,7 @@ Events may arrive twice, late or out of order. Three guards make that safe:
 from __future__ import annotations
 
 import json
-import time
+from datetime import timezone
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -19,8 +19,9 @@ from botocore.exceptions import ClientError
 
 from sightline import aws, events, keys
 from sightline.config import get_settings
-from sightline.datasets import catalog, s3io, store
-from sightline.datasets.images import ImageInfo
+from sightline.datasets import s3io
+from sightline.datasets.summary import recompute_dataset
+from sightline.datasets.images import ImageInfo, make_thumbnail, needs_thumbnail
 from sightline.datasets.issues import Issue, fit_issues, make_issue
 from sightline.datasets.paths import DatasetObject, FileKind, InvalidKey, classify_file, parse_object_key, unsupported_reason
 from sightline.datasets.sources import (
@@ -50,7 +51,6 @@ UPLOAD_WORKERS = 8
 # Bound the image bytes held in memory while copies are in flight (the function has 2 GB).
 MAX_PENDING_UPLOADS = 32
 MAX_PENDING_UPLOAD_BYTES = 256 * 1024 * 1024
-DATASET_UPDATED = "DatasetUpdated"
 
 def _plain_etag(etag: str | None) -> str | None:
     # Events carry the ETag bare, HEAD answers quote it.
@@ -75,12 +75,17 @@ class ArtifactImageStore:
         key = keys.image_key(info.sha256, info.extension)
         if key not in self._seen:
             self._seen.add(key)
-            self._pending[self._pool.submit(self._copy, key, data, info.content_type)] = len(data)
+            self._pending[self._pool.submit(self._copy, key, data, info)] = len(data)
             while len(self._pending) >= MAX_PENDING_UPLOADS or sum(self._pending.values()) > MAX_PENDING_UPLOAD_BYTES:
                 self._settle(FIRST_COMPLETED)
         return key
 
-    def _copy(self, key: str, data: bytes, content_type: str) -> None:
+    def _copy(self, key: str, data: bytes, info: ImageInfo) -> None:
+        self._put_once(key, data, info.content_type)
+        if needs_thumbnail(info):
+            self._put_once(keys.thumbnail_key(info.sha256), make_thumbnail(data), "image/jpeg")
+
+    def _put_once(self, key: str, data: bytes, content_type: str) -> None:
         try:
             # Immutable and content-addressed: already there means already right, so only the first write lands.
             aws.client("s3").put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type,
@@ -159,7 +164,8 @@ def _parse(bucket: str, obj: DatasetObject, kind: FileKind, size: int, etag: str
 
 
 def _source_item(
-    obj: DatasetObject, bucket: str, parse: SourceParse, *, etag: str, size: int, version_id: str | None, sequencer: str | None
+    obj: DatasetObject, bucket: str, parse: SourceParse, *, etag: str, size: int, version_id: str | None,
+    sequencer: str | None, uploaded_at: str | None,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": keys.dataset_pk(obj.dataset),
@@ -174,6 +180,8 @@ def _source_item(
         "issue_count": parse.issues.count,
         "parser_version": PARSER_VERSION,
         "registered_at": aws.utc_now(),
+        # When the upload was made: of two uploads that annotate one image differently, the later one wins.
+        "uploaded_at": uploaded_at or aws.utc_now(),
     }
     if version_id:
         item["version_id"] = version_id
@@ -285,7 +293,10 @@ def register_object(
         raise
     if parse.kind in (KIND_ARCHIVE, KIND_ANNOTATION) and parse.status == STATUS_REGISTERED:
         _write_result(obj, parse, etag, order)  # before the item, so an item never points at nothing
-    item = _source_item(obj, bucket, parse, etag=etag, size=size, version_id=version_id, sequencer=order)
+    modified = head.get("LastModified")
+    uploaded_at = modified.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if modified else None
+    item = _source_item(obj, bucket, parse, etag=etag, size=size, version_id=version_id, sequencer=order,
+                        uploaded_at=uploaded_at)
     if not _put_source(item, order):
         return _outcome(key, obj.dataset, "superseded")
     logger.info(
@@ -333,66 +344,3 @@ def unregister_object(bucket: str, key: str, *, sequencer: str | None = None, re
             return _outcome(key, obj.dataset, "superseded")
         raise
     return _outcome(key, obj.dataset, "removed", **_summary(obj.dataset, recompute))
-
-
-def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, Any]:
-    """Rebuild the dataset's summary from all its source items and store it, unless a later recompute did.
-
-    ``listed_at`` is when this recompute's view of the sources begins (defaults to now, taken before reading).
-    Returns the dataset in its public shape: this recompute's, or the newer stored one when this one was stale.
-    """
-    if listed_at is None:
-        listed_at = time.time_ns()
-    contents = catalog.dataset_contents(name)
-    status = contents.status()
-    now = aws.utc_now()
-    values = {
-        "name": name,
-        "status": status,
-        "classes": contents.classes(),
-        "images": contents.image_count,
-        "annotations": contents.annotation_count,
-        "tasks": contents.tasks(),
-        "formats": contents.formats,
-        "negatives": len(contents.negatives),
-        "issues": fit_issues(contents.issues.items[: catalog.DATASET_ISSUE_LIMIT], DATASET_ISSUE_BYTES),
-        "issue_count": contents.issues.count,
-        "training_digests": contents.training_digests(),
-        "listed_at": listed_at,
-        "updated_at": now,
-        "gsi1pk": keys.DATASETS_INDEX_PK,
-        "gsi1sk": name,
-    }
-    names = {f"#{field}": field for field in values}
-    names["#created_at"] = "created_at"
-    assignments = [f"#{field} = :{field}" for field in values]
-    assignments.append("#created_at = if_not_exists(#created_at, :updated_at)")
-    table = aws.table(get_settings().table_name)
-    try:
-        response = table.update_item(
-            Key={"pk": keys.dataset_pk(name), "sk": keys.META},
-            UpdateExpression="SET " + ", ".join(assignments),
-            ConditionExpression="attribute_not_exists(#listed_at) OR #listed_at < :listed_at",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={f":{field}": value for field, value in values.items()},
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as error:
-        if not aws.is_condition_failed(error):
-            raise
-        logger.info("a later recompute already stored the summary", extra={"dataset": name, "listed_at": listed_at})
-        return store.get_dataset(name) or store.public_dataset({**values, "created_at": now})
-    dataset = store.public_dataset(response["Attributes"])
-    events.publish(
-        DATASET_UPDATED,
-        {
-            "name": name,
-            "status": status,
-            "images": dataset["images"],
-            "annotations": dataset["annotations"],
-            "class_count": len(dataset["classes"]),
-            "tasks": dataset["tasks"],
-            "issue_count": dataset["issue_count"],
-        },
-    )
-    return dataset

@@ -199,13 +199,25 @@ def test_csv_rows_that_cannot_be_boxes_are_issues():
     ]
 
 
-def test_a_csv_of_labels_gives_each_image_its_class():
-    document, reasons = parse("labels.csv", b"image,label\ncats/1.jpg,cat\n2.jpg,dog\n3.jpg,cat;dog\n2.jpg,cat\n")
-    assert [(image.file_name, image.label) for image in document.images] == [("cats/1.jpg", "cat"), ("2.jpg", "dog")]
-    assert reasons == [
-        "row 4 (3.jpg) has 2 labels; multi-label datasets are not supported yet, so the image is skipped",
-        "row 5: 2.jpg is labelled 'dog' earlier; 'cat' ignored",
+def test_a_csv_of_labels_gives_each_image_its_class_or_classes():
+    document, reasons = parse("labels.csv", b"image,label\ncats/1.jpg,cat\n2.jpg,dog\n3.jpg,dog; cat\n2.jpg,cat\n")
+    assert [(image.file_name, image.class_labels) for image in document.images] == [
+        ("cats/1.jpg", ["cat"]), ("2.jpg", ["dog"]), ("3.jpg", ["cat", "dog"])]
+    assert document.images[2].label is None and document.images[2].labels == ["cat", "dog"]
+    assert reasons == ["row 5: 2.jpg is labelled 'dog' earlier; 'cat' ignored"]
+
+
+def test_a_ground_truth_multi_label_job_gives_each_image_its_classes_and_none_for_an_empty_choice():
+    meta = '"labels-metadata": {"type": "groundtruth/image-classification-multilabel", "class-map": {"0": "cat", "2": "dog"}}'
+    lines = [
+        '{"source-ref": "s3://b/a.jpg", "labels": [0, 2], ' + meta + '}',
+        '{"source-ref": "s3://b/b.jpg", "labels": [], ' + meta + '}',
+        '{"source-ref": "s3://b/c.jpg", "labels": [2, 7], ' + meta + '}',
     ]
+    document, reasons = parse("job.manifest", "\n".join(lines).encode())
+    assert [(image.file_name, image.class_labels) for image in document.images] == [
+        ("a.jpg", ["cat", "dog"]), ("b.jpg", []), ("c.jpg", ["dog"])]
+    assert reasons == ["line 3 (c.jpg): class id '7' is not in the class-map"]
 
 
 def test_a_category_name_of_megabytes_is_refused_not_stored():
@@ -252,8 +264,8 @@ def test_manifest_lines_that_cannot_be_used_are_issues():
                                                                "class-map": {"0": "cat"}}}),
     ]
     _, reasons = parse("x.manifest", "\n".join(lines).encode())
-    assert reasons[0] == ("line 1 (a.jpg) has no label attribute of type groundtruth/object-detection or "
-                          "groundtruth/image-classification")
+    assert reasons[0] == ("line 1 (a.jpg) has no label attribute of type groundtruth/object-detection, "
+                          "groundtruth/image-classification, groundtruth/image-classification-multilabel")
     assert reasons[1].startswith("line 2 is not valid JSON")
     assert reasons[2] == "line 3: source-ref 'https://example.com/a.jpg' is not an s3:// object URI"
     assert reasons[3] == "line 4 (c.jpg) annotation 0: class_id 7 is not in the class-map"

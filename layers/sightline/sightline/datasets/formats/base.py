@@ -86,17 +86,32 @@ class ImageAnnotations:
     height: int | None = None
     boxes: list[Box] = field(default_factory=list)
     label: str | None = None  # the image's class, for classification formats
+    labels: list[str] | None = None  # the image's classes when it has several (multi-label), sorted
     alternatives: list[str] = field(default_factory=list)  # other names to try, in order (VOC's JPEGImages/)
 
     @property
     def describe(self) -> str:
         return f"image {self.id} ({self.file_name})" if str(self.id) != self.file_name else f"image {self.file_name}"
 
+    @property
+    def class_labels(self) -> list[str] | None:
+        """The image's classes for classification formats (one or several), None when it has boxes instead."""
+        if self.labels is not None:
+            return self.labels
+        return [self.label] if self.label is not None else None
+
+    def set_class_labels(self, labels: list[str]) -> None:
+        """One label is single-label classification; several make a multi-label image."""
+        unique = sorted(set(labels))
+        self.label, self.labels = (unique[0], None) if len(unique) == 1 else (None, unique or None)
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "file_name": self.file_name, "width": self.width,
                                 "height": self.height, "boxes": [box.to_dict() for box in self.boxes]}
         if self.label is not None:
             data["label"] = self.label
+        if self.labels is not None:
+            data["labels"] = self.labels
         if self.alternatives:
             data["alternatives"] = self.alternatives
         return data
@@ -110,6 +125,7 @@ class ImageAnnotations:
             height=data.get("height"),
             boxes=[Box.from_dict(box) for box in data.get("boxes", [])],
             label=data.get("label"),
+            labels=data.get("labels"),
             alternatives=list(data.get("alternatives", [])),
         )
 

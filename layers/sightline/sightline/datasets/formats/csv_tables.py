@@ -183,7 +183,7 @@ class CsvBoxesFormat(_CsvTable):
 
 
 class CsvLabelsFormat(_CsvTable):
-    """``image,label``: one class per image. (Several ``;``-separated labels need multi-label training.)"""
+    """``image,label``: one class per image, or several separated by ``;`` (a multi-label image)."""
 
     name = LABELS
 
@@ -197,17 +197,21 @@ class CsvLabelsFormat(_CsvTable):
     def _row(self, row: list[str], where: str, file_name: str, columns: dict[str, int],
              images: dict[str, ImageAnnotations], categories: dict[str, None], issue_key: str, issues: IssueLog) -> None:
         raw = row[columns["label"]].strip()
-        values = [value.strip() for value in raw.split(";") if value.strip()]
-        if len(values) > 1:
-            issues.add(issue_key, f"{where} ({file_name}) has {len(values)} labels; multi-label datasets are not "
-                                  "supported yet, so the image is skipped")
+        values = [value.strip() for value in raw.split(";") if value.strip()] or [raw]
+        labels = []
+        for value in values:
+            label = clean_label(value)
+            if label is None:
+                issues.add(issue_key, f"{where} ({file_name}): {label_problem(value)}")
+                return
+            labels.append(label)
+        entry = ImageAnnotations(id=f"{file_name} ({where})", file_name=file_name)
+        entry.set_class_labels(labels)
+        earlier = images.get(file_name)
+        if earlier is not None and earlier.class_labels != entry.class_labels:
+            issues.add(issue_key, f"{where}: {file_name} is labelled {'; '.join(earlier.class_labels or [])!r} "
+                                  f"earlier; {raw!r} ignored")
             return
-        label = clean_label(values[0]) if values else None
-        if label is None:
-            issues.add(issue_key, f"{where} ({file_name}): {label_problem(raw)}")
-            return
-        if file_name in images and images[file_name].label != label:
-            issues.add(issue_key, f"{where}: {file_name} is labelled {images[file_name].label!r} earlier; {label!r} ignored")
-            return
-        images[file_name] = ImageAnnotations(id=f"{file_name} ({where})", file_name=file_name, label=label)
-        categories.setdefault(label)
+        images[file_name] = entry
+        for label in labels:
+            categories.setdefault(label)

@@ -3,7 +3,8 @@
 ``{"source-ref": "s3://bucket/key.jpg", "<attr>": ..., "<attr>-metadata": {"type": ...}}``: bounding boxes
 (``groundtruth/object-detection``: ``annotations`` of ``class_id``, ``left``, ``top``, ``width``, ``height`` in
 pixels, names in the metadata's ``class-map``) or a class (``groundtruth/image-classification``: the metadata's
-``class-name``). The migration path from Rekognition: upload the manifest with its images under the dataset.
+``class-name``) or several (``groundtruth/image-classification-multilabel``: a list of class ids, names in the
+metadata's ``class-map``; or several classification attributes). The migration path from Rekognition: upload the manifest with its images under the dataset.
 An image is found by its key when it is in this dataset's folder of the data bucket, else by its file name.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ from sightline.datasets.issues import IssueLog
 NAME = "groundtruth"
 DETECTION_TYPE = "groundtruth/object-detection"
 CLASSIFICATION_TYPE = "groundtruth/image-classification"
+MULTILABEL_TYPE = "groundtruth/image-classification-multilabel"
+LABEL_TYPES = (DETECTION_TYPE, CLASSIFICATION_TYPE, MULTILABEL_TYPE)
 MANIFEST_SUFFIXES = (".manifest", ".jsonl", ".json")
 
 
@@ -56,7 +59,7 @@ class GroundTruthFormat:
             image = _line(line, number, path, issue_key, issues)
             if image is not None:
                 images.append(image)
-                for label in [box.label for box in image.boxes] + ([image.label] if image.label else []):
+                for label in [box.label for box in image.boxes] + (image.class_labels or []):
                     categories.setdefault(label)
         return AnnotationDocument(NAME, images=images, categories=list(categories))
 
@@ -78,25 +81,49 @@ def _line(line: str, number: int, path: str, issue_key: str, issues: IssueLog) -
     image = ImageAnnotations(id=f"{basename(source)} ({where})", **_names(source, path))
     kinds = [(name[: -len("-metadata")], meta) for name, meta in entry.items()
              if name.endswith("-metadata") and isinstance(meta, dict) and name[: -len("-metadata")] in entry]
-    known = [(attribute, meta) for attribute, meta in kinds if meta.get("type") in (DETECTION_TYPE, CLASSIFICATION_TYPE)]
+    known = [(attribute, meta) for attribute, meta in kinds if meta.get("type") in LABEL_TYPES]
     if not known:
-        issues.add(issue_key, f"{where} ({basename(source)}) has no label attribute of type {DETECTION_TYPE} or "
-                              f"{CLASSIFICATION_TYPE}")
+        issues.add(issue_key, f"{where} ({basename(source)}) has no label attribute of type "
+                              f"{', '.join(LABEL_TYPES)}")
         return None
+    labels: list[str] = []
+    none_selected = False  # a multi-label attribute with an empty list: an image of none of the classes
     for attribute, meta in known:
         if meta["type"] == DETECTION_TYPE:
             _boxes(entry[attribute], meta, image, where, issue_key, issues)
+        elif meta["type"] == MULTILABEL_TYPE:
+            labels += _multilabel(entry[attribute], meta, f"{where} ({basename(source)})", issue_key, issues)
+            none_selected = none_selected or entry[attribute] == []
         else:
             label = meta.get("class-name")
             cleaned = clean_label(label)
             if cleaned is None:
                 issues.add(issue_key, f"{where} ({basename(source)}): {label_problem(label)}")
-            elif image.label not in (None, cleaned):
-                issues.add(issue_key, f"{where} ({basename(source)}) has several classes ({image.label!r}, {cleaned!r}); "
-                                      "multi-label datasets are not supported yet, so the first is kept")
             else:
-                image.label = cleaned
-    return image if image.boxes or image.label or any(m["type"] == DETECTION_TYPE for _, m in known) else None
+                labels.append(cleaned)
+    if labels:
+        image.set_class_labels(labels)
+    elif none_selected:
+        image.labels = []
+    return image if image.boxes or image.class_labels is not None or any(m["type"] == DETECTION_TYPE for _, m in known) else None
+
+
+def _multilabel(value: Any, meta: dict, where: str, issue_key: str, issues: IssueLog) -> list[str]:
+    """The class names of a multi-label classification attribute: a list of class ids named in the class-map."""
+    class_map = meta.get("class-map") if isinstance(meta.get("class-map"), dict) else {}
+    if not isinstance(value, list):
+        issues.add(issue_key, f"{where}: a multi-label attribute must be a list of class ids")
+        return []
+    labels = []
+    for class_id in value:
+        raw = class_map.get(str(class_id))
+        label = clean_label(raw)
+        if label is None:
+            issues.add(issue_key, f"{where}: class id {str(class_id)[:40]!r} "
+                                  + ("is not in the class-map" if raw is None else label_problem(raw)))
+            continue
+        labels.append(label)
+    return labels
 
 
 def _names(source: str, path: str) -> dict[str, Any]:
