@@ -214,7 +214,7 @@ class Deployer:
         params = {name: spec.get("Default") for name, spec in template.parameters.items()}
         params.update(parameters)
         for name, spec in template.parameters.items():
-            if spec.get("Type", "").startswith("List<") and isinstance(params.get(name), str):
+            if spec.get("Type", "").startswith(("List<", "CommaDelimitedList")) and isinstance(params.get(name), str):
                 params[name] = params[name].split(",")
         resources: dict[str, Physical] = {}
         self.resolver = IntrinsicResolver(self.stack, self.region, params, resources)
@@ -264,6 +264,9 @@ class Deployer:
                     ]
                 },
             )
+        cors_rules = p.get("CorsConfiguration", {}).get("CorsRules", [])
+        if cors_rules:
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [_cors_rule(rule) for rule in cors_rules]})
         notification = p.get("NotificationConfiguration", {})
         lambda_configs = [
             {"LambdaFunctionArn": config["Function"], "Events": [config["Event"]], **_key_filter(config)}
@@ -530,6 +533,13 @@ class Deployer:
     def _usage_plan(self, logical_id: str, p: dict) -> Physical:
         plan = self.client("apigateway").create_usage_plan(name=p.get("UsagePlanName") or self._name(logical_id))
         return Physical(plan["id"])
+
+
+def _cors_rule(rule: dict) -> dict:
+    """A CloudFormation ``CorsRule`` as S3's ``PutBucketCors`` takes it (other names for the same fields)."""
+    names = {"Id": "ID", "AllowedMethods": "AllowedMethods", "AllowedOrigins": "AllowedOrigins",
+             "AllowedHeaders": "AllowedHeaders", "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+    return {names[field]: value for field, value in rule.items()}
 
 
 def _as_list(value: Any) -> list:

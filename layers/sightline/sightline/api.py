@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_registry, retraining, templates, training_spec, workflow
 from sightline.contract import TASKS
+from sightline.datasets import labelled_images, uploads
 from sightline.datasets import store as dataset_store
 from sightline.datasets.paths import is_valid_dataset_name
 from sightline.errors import BadRequest, NotFound, SightlineError
@@ -127,6 +128,26 @@ def get_dataset(name: str) -> dict:
     if dataset is None:
         raise NotFound(f"dataset {name!r} does not exist", code="dataset_not_found")
     return dataset
+
+
+@route("POST", "/v1/datasets/<name>/uploads")
+def create_uploads(name: str) -> dict:
+    return uploads.create_uploads(name, _json_body())
+
+
+@route("POST", "/v1/datasets/<name>/uploads/complete")
+def complete_upload(name: str) -> dict:
+    return uploads.complete_upload(name, _json_body())
+
+
+@route("POST", "/v1/datasets/<name>/uploads/abort")
+def abort_upload(name: str) -> dict:
+    return uploads.abort_upload(name, _json_body())
+
+
+@route("POST", "/v1/datasets/<name>/images")
+def add_image(name: str) -> Response:
+    return json_response(202, labelled_images.add_image(name, _json_body()), headers={"Location": f"/v1/datasets/{name}"})
 
 
 @route("POST", "/v1/models")

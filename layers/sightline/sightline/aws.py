@@ -52,6 +52,15 @@ def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=_CONFIG)
 
 
+@lru_cache(maxsize=None)
+def presigning_client(service: str) -> Any:
+    """A client that signs URLs for others to call: SigV4 (S3 refuses SigV2 in newer regions) and, for S3,
+    virtual-hosted addresses on the bucket's regional endpoint (the global one redirects new buckets outside
+    us-east-1, which a browser's CORS preflight does not follow). ``AWS_ENDPOINT_URL`` still wins (moto)."""
+    config = _CONFIG.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+    return boto3.session.Session().client(service, config=config)
+
+
 _per_thread = threading.local()
 
 
@@ -76,6 +85,7 @@ table.cache_clear = _forget_tables  # type: ignore[attr-defined]
 def reset() -> None:
     """Forget cached clients and this thread's tables (tests that switch endpoints or credentials call this)."""
     client.cache_clear()
+    presigning_client.cache_clear()
     _forget_tables()
 
 

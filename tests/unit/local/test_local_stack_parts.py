@@ -44,7 +44,8 @@ def test_routes_come_from_the_expanded_api(expanded):
     assert table[("POST", "/v1/models/{id}/predict")] == ("predict", True)
     assert table[("GET", "/v1/models/{id}/versions/{version}")] == ("api", True)
     assert table[("POST", "/v1/models/{id}/versions")] == ("api", True)
-    assert len(table) == 11
+    assert table[("POST", "/v1/datasets/{name}/uploads/complete")] == ("api", True)
+    assert len(table) == 15
 
 
 def test_intrinsics_resolve_like_cloudformation():
@@ -56,6 +57,21 @@ def test_intrinsics_resolve_like_cloudformation():
     assert resolver.resolve({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}) == "b"
     assert resolver.resolve({"Fn::Sub": "${!Literal}"}) == "${Literal}"
     assert dependencies({"A": {"Fn::Sub": "${Fn.Arn}/${Table}"}, "B": [{"Ref": "Other"}]}) == {"Fn", "Table", "Other"}
+
+
+def test_the_data_buckets_cors_rules_are_applied_to_moto(expanded):
+    from moto import mock_aws
+
+    from sightline_local.deploy import Deployer
+
+    bucket = {k: v for k, v in expanded.resources["DataBucket"]["Properties"].items() if k != "NotificationConfiguration"}
+    properties = IntrinsicResolver("s", "us-east-1", {"AllowedUploadOrigins": ["*"]}, {}).resolve(bucket)
+    with mock_aws():
+        deployer = Deployer(None, "us-east-1", "s", "deployments", {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
+        name = deployer._bucket("DataBucket", properties).ref
+        rules = deployer.client("s3").get_bucket_cors(Bucket=name)["CORSRules"]
+    assert rules == [{"ID": "presigned-uploads", "AllowedMethods": ["PUT"], "AllowedOrigins": ["*"],
+                      "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3600}]
 
 
 def test_training_command_is_the_dockerfile_entrypoint(tmp_path):
