@@ -350,6 +350,31 @@ def test_a_correction_wins_over_the_class_folder_the_image_came_in(api_env):
     assert dataset["classes"] == {"cat": 1}
 
 
+def test_several_labels_are_written_as_a_multi_label_manifest_that_registers(api_env):
+    answer = post("/v1/datasets/scenes/images", image_body(labels=["outdoor", "cat", "cat"]))
+    assert answer.status == 202 and answer.json["task"] == "multilabel"
+    manifest_key = answer.json["manifest"]["key"]
+    line = json.loads(s3_objects(api_env)[manifest_key])
+    assert line["class"] == [0, 1]
+    assert line["class-metadata"]["type"] == "groundtruth/image-classification-multilabel"
+    assert line["class-metadata"]["class-map"] == {"0": "cat", "1": "outdoor"}
+    [entry] = parse_manifest(manifest_key, s3_objects(api_env)[manifest_key]).images
+    assert entry.class_labels == ["cat", "outdoor"]
+    dataset = register_all(api_env, "datasets/scenes/")
+    assert dataset["status"] == "ready" and dataset["tasks"] == ["multilabel"]
+    assert dataset["classes"] == {"cat": 1, "outdoor": 1}
+
+
+def test_an_empty_list_of_labels_says_the_image_shows_none_of_the_classes(api_env):
+    post("/v1/datasets/scenes/images", image_body(png(seed=3), labels=["cat"]))
+    answer = post("/v1/datasets/scenes/images", image_body(labels=[]))
+    assert answer.status == 202 and answer.json["task"] == "multilabel"
+    [entry] = parse_manifest("m.manifest", s3_objects(api_env)[answer.json["manifest"]["key"]]).images
+    assert entry.class_labels == []
+    dataset = register_all(api_env, "datasets/scenes/")
+    assert dataset["negatives"] == 1 and dataset["classes"] == {"cat": 1}
+
+
 def test_boxes_are_written_as_a_detection_manifest_that_registers(api_env):
     boxes = [{"label": "circle", "x_min": 2, "y_min": 3.5, "x_max": 20, "y_max": 30},
              {"label": "square", "x_min": 0, "y_min": 0, "x_max": 32, "y_max": 32}]
@@ -398,10 +423,9 @@ def test_boxes_are_checked_against_the_upright_image(api_env):
         ({"image": "IMAGE", "label": "c" * 129}, "invalid_label", "1 to 128 printable characters"),
         ({"image": "IMAGE", "label": "cat\nfish"}, "invalid_label", "not usable"),
         ({"image": "IMAGE", "label": 5}, "invalid_label", "class name is a int"),
-        ({"image": "IMAGE", "labels": []}, "invalid_label", "non-empty list"),
-        ({"image": "IMAGE", "labels": "cat"}, "invalid_label", "non-empty list"),
+        ({"image": "IMAGE", "labels": "cat"}, "invalid_label", "list of at most 1000"),
+        ({"image": "IMAGE", "labels": [f"c{n}" for n in range(1001)]}, "invalid_label", "list of at most 1000"),
         ({"image": "IMAGE", "labels": ["cat", None]}, "invalid_label", "labels[1]"),
-        ({"image": "IMAGE", "labels": ["cat", "outdoor"]}, "multi_label_unsupported", "'cat', 'outdoor'"),
         ({"image": "IMAGE", "boxes": {"label": "car"}}, "invalid_box", "list of at most 1000"),
         ({"image": "IMAGE", "boxes": [{"label": "car"}] * 1001}, "invalid_box", "list of at most 1000"),
         ({"image": "IMAGE", "boxes": ["car"]}, "invalid_box", "boxes[0] must be an object"),
@@ -448,7 +472,7 @@ def test_a_data_url_is_accepted_as_browsers_give_it(api_env):
 
 def test_the_manifest_line_is_what_a_ground_truth_job_writes():
     info = labelled_images.inspect_image(png(seed=2), max_pixels=10_000)
-    image = labelled_images.LabelledImage(b"", info, label="cat")
+    image = labelled_images.LabelledImage(b"", info, labels=("cat",))
     entry = json.loads(labelled_images.manifest_line("s3://b/datasets/x/api/a.png", image))
     assert entry == {
         "source-ref": "s3://b/datasets/x/api/a.png",

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from sightline import aws
 from sightline.config import get_settings
-from sightline.contract import CLASSIFICATION, DETECTION
+from sightline.contract import CLASSIFICATION, DETECTION, MULTILABEL
 from sightline.datasets.formats import groundtruth
 from sightline.datasets.formats.base import MIN_BOX_SIDE, Box, clean_label, finite_number, label_problem
 from sightline.datasets.images import ImageInfo, InvalidImage, inspect_image
@@ -26,6 +26,7 @@ from sightline.errors import BadRequest, PayloadTooLarge
 
 API_FOLDER = "api"  # datasets/<name>/api/<sha256>.<ext> and .manifest
 MAX_BOXES = 1000
+MAX_LABELS = 1000
 REQUEST_FIELDS = ("image", "label", "labels", "boxes")
 ANNOTATION_FIELDS = ("label", "labels", "boxes")
 BOX_FIELDS = ("label", "x_min", "y_min", "x_max", "y_max")
@@ -40,12 +41,14 @@ MANIFEST_CONTENT_TYPE = "application/x-ndjson"
 class LabelledImage:
     data: bytes
     info: ImageInfo
-    label: str | None = None  # classification
+    labels: tuple[str, ...] | None = None  # its classes, sorted (none: an image of none of them)
     boxes: tuple[Box, ...] | None = None  # detection (an empty tuple: an image with no objects)
 
     @property
     def task(self) -> str:
-        return DETECTION if self.boxes is not None else CLASSIFICATION
+        if self.boxes is not None:
+            return DETECTION
+        return CLASSIFICATION if self.labels is not None and len(self.labels) == 1 else MULTILABEL
 
 
 # ---------------------------------------------------------------- the request
@@ -77,15 +80,11 @@ def _label(value: Any, where: str) -> str:
     return label
 
 
-def _labels(value: Any) -> str:
-    if not isinstance(value, list) or not value:
-        raise BadRequest('"labels" must be a non-empty list of class names', code="invalid_label")
-    labels = sorted({_label(label, f"labels[{index}]") for index, label in enumerate(value)})
-    if len(labels) > 1:
-        raise BadRequest(f"an image with several classes ({', '.join(map(repr, labels[:10]))}) is a multi-label "
-                         "example, and multi-label datasets cannot be registered yet; send one label",
-                         code="multi_label_unsupported")
-    return labels[0]
+def _labels(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_LABELS:
+        raise BadRequest(f'"labels" must be a list of at most {MAX_LABELS} class names (an empty list: none of the '
+                         "classes)", code="invalid_label")
+    return tuple(sorted({_label(label, f"labels[{index}]") for index, label in enumerate(value)}))
 
 
 def _box(value: Any, index: int, width: int, height: int) -> Box:
@@ -131,8 +130,8 @@ def parse_request(request: dict[str, Any]) -> LabelledImage:
     data, info = _image(request.get("image"))
     if "boxes" in request:
         return LabelledImage(data, info, boxes=_boxes(request["boxes"], info))
-    label = _label(request["label"], "label") if "label" in request else _labels(request["labels"])
-    return LabelledImage(data, info, label=label)
+    labels = (_label(request["label"], "label"),) if "label" in request else _labels(request["labels"])
+    return LabelledImage(data, info, labels=labels)
 
 
 # ---------------------------------------------------------------- the manifest line
@@ -141,13 +140,8 @@ def parse_request(request: dict[str, Any]) -> LabelledImage:
 def manifest_line(source_ref: str, image: LabelledImage) -> str:
     """The image's annotation as one line of a Ground Truth output manifest (what ``formats.groundtruth`` reads)."""
     entry: dict[str, Any] = {"source-ref": source_ref}
-    if image.boxes is None:
-        entry[CLASS_ATTRIBUTE] = 0
-        entry[f"{CLASS_ATTRIBUTE}-metadata"] = {
-            "class-name": image.label, "type": groundtruth.CLASSIFICATION_TYPE, "confidence": 1.0,
-            "human-annotated": "yes", "job-name": JOB_NAME,
-        }
-    else:
+    labels = image.labels or ()
+    if image.boxes is not None:
         class_ids = {label: number for number, label in enumerate(sorted({box.label for box in image.boxes}))}
         entry[BOXES_ATTRIBUTE] = {
             "image_size": [{"width": image.info.width, "height": image.info.height}],
@@ -160,6 +154,18 @@ def manifest_line(source_ref: str, image: LabelledImage) -> str:
         entry[f"{BOXES_ATTRIBUTE}-metadata"] = {
             "class-map": {str(number): label for label, number in class_ids.items()},
             "type": groundtruth.DETECTION_TYPE, "human-annotated": "yes", "job-name": JOB_NAME,
+        }
+    elif len(labels) == 1:
+        entry[CLASS_ATTRIBUTE] = 0
+        entry[f"{CLASS_ATTRIBUTE}-metadata"] = {
+            "class-name": labels[0], "type": groundtruth.CLASSIFICATION_TYPE, "confidence": 1.0,
+            "human-annotated": "yes", "job-name": JOB_NAME,
+        }
+    else:  # several classes, or none (an image of none of them): a multi-label job's answer
+        entry[CLASS_ATTRIBUTE] = list(range(len(labels)))
+        entry[f"{CLASS_ATTRIBUTE}-metadata"] = {
+            "class-map": {str(number): label for number, label in enumerate(labels)},
+            "type": groundtruth.MULTILABEL_TYPE, "human-annotated": "yes", "job-name": JOB_NAME,
         }
     return json.dumps(entry, separators=(",", ":")) + "\n"
 
