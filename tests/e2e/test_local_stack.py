@@ -7,6 +7,7 @@ import json
 import random
 import socket
 import time
+import urllib.request
 
 import pytest
 from PIL import Image
@@ -83,6 +84,35 @@ def test_coco_registers_once_its_images_arrive(datasets):
     expected = len(datasets["boxes_document"]["annotations"])
     assert boxes["annotations"] == expected
     assert sum(boxes["classes"].values()) == expected
+
+
+def test_uploads_with_the_api_key_alone_register_and_an_added_image_joins_them(stack, api):
+    """A client with the API key and no AWS credentials: presigned PUT with plain HTTP, then one labelled image."""
+    archive = synthetic.classification_zip(per_class=3, size=32, seed=11)
+    answer = api.post("/v1/datasets/keyonly/uploads", {"files": [{"path": "shapes.zip", "size": len(archive)}]})
+    assert answer.status == 200, answer.body
+    [upload] = answer.json()["uploads"]
+    assert upload["type"] == "single" and upload["url"].startswith(stack.config.endpoint + "/")  # moto's S3
+    origin = {"Origin": "https://app.example.com"}
+    preflight = urllib.request.Request(upload["url"], method="OPTIONS", headers={
+        **origin, "Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "content-type"})
+    with urllib.request.urlopen(preflight, timeout=30) as response:  # a browser asks the bucket's CORS rules first
+        assert response.headers["Access-Control-Allow-Origin"] in ("*", origin["Origin"])
+        assert "PUT" in response.headers["Access-Control-Allow-Methods"]
+    put = urllib.request.Request(upload["url"], data=archive, method="PUT", headers={**upload["headers"], **origin})
+    with urllib.request.urlopen(put, timeout=30) as response:
+        assert response.status == 200 and response.headers["ETag"]
+        assert "ETag" in response.headers["Access-Control-Expose-Headers"]  # a browser may read it
+    dataset = api.wait_for("/v1/datasets/keyonly", lambda d: d["status"] == "ready" and d["images"] == 6, timeout=120)
+    assert dataset["classes"] == {"circle": 3, "square": 3}
+
+    image, _ = synthetic.shapes_image(random.Random(31), 32, 32, count=1, labels=("circle",))
+    added = api.post("/v1/datasets/keyonly/images", {"image": base64.b64encode(synthetic.encode(image)).decode(),
+                                                      "label": "circle"})
+    assert added.status == 202, added.body
+    assert added.json()["manifest"]["key"].startswith("datasets/keyonly/api/")
+    dataset = api.wait_for("/v1/datasets/keyonly", lambda d: d["images"] == 7, timeout=120)
+    assert dataset["classes"] == {"circle": 4, "square": 3} and "groundtruth" in dataset["formats"]
 
 
 def test_unknown_model_is_404(api):

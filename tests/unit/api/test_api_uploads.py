@@ -87,9 +87,10 @@ def test_a_small_file_gets_one_presigned_put_into_the_dataset_folder(api_env):
 
 
 def test_the_content_type_defaults_from_the_file_name(api_env):
-    [jpeg, manifest] = ask([{"path": "a.jpg", "size": 10}, {"path": "labels.manifest", "size": 10}]).json["uploads"]
-    assert jpeg["headers"]["Content-Type"] == "image/jpeg"
-    assert manifest["headers"]["Content-Type"]  # whatever the system knows, or application/octet-stream
+    paths = ["a.jpg", "b.webp", "c.zip", "d.tar.gz", "e.manifest"]
+    answer = ask([{"path": path, "size": 10} for path in paths]).json["uploads"]
+    assert [upload["headers"]["Content-Type"] for upload in answer] == [
+        "image/jpeg", "image/webp", "application/zip", "application/gzip", "application/octet-stream"]
 
 
 def test_a_presigned_put_uploads_with_plain_http_and_registers(api_env):

@@ -48,6 +48,7 @@ ABORT_FIELDS = ("path", "upload_id")
 PART_FIELDS = ("part_number", "etag")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,63}/[A-Za-z0-9!#$&^_.+-]{1,63}")
 _MIB = 1024 * 1024
+_MEDIA_TYPES = mimetypes.MimeTypes()  # the built-in table only
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def _upload_file(dataset: str, entry: Any, index: int) -> UploadFile:
                          code="file_too_large")
     content_type = entry.get("content_type")
     if content_type is None:
-        content_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
+        content_type = default_content_type(path)
     elif not isinstance(content_type, str) or not _MEDIA_TYPE.fullmatch(content_type):
         raise BadRequest(f"{where}.content_type must be a media type like image/jpeg, got {content_type!r}",
                          code="invalid_content_type")
@@ -142,6 +143,15 @@ def _upload_file(dataset: str, entry: Any, index: int) -> UploadFile:
             raise BadRequest(f"{where}.upload_id: files up to {SINGLE_PUT_MAX_BYTES} bytes are not uploaded in parts",
                              code="invalid_upload_id")
     return UploadFile(path=path, key=key, size=size, content_type=content_type, upload_id=upload_id)
+
+
+def default_content_type(path: str) -> str:
+    """The media type of a file named ``path`` from Python's own table (never the machine's, so every machine
+    answers the same); ``application/octet-stream`` when it has none."""
+    media_type, encoding = _MEDIA_TYPES.guess_type(path, strict=False)
+    if encoding == "gzip":
+        return "application/gzip"
+    return media_type or "application/octet-stream"
 
 
 def _check_upload_id(upload_id: Any, where: str) -> str:
