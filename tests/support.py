@@ -231,9 +231,10 @@ class Datasets:
         return self._uploads
 
     def classification(self, name: str, classes: dict[str, int] | None = None) -> dict:
-        """Class folders (``<class>/<n>.png``, 3 cats and 4 dogs unless ``classes`` says otherwise) in one zip."""
+        """Class folders (``<class>/<n>.png``, 5 cats and 6 dogs unless ``classes`` says otherwise) in one zip:
+        the least a classifier trains on (``catalog.MIN_IMAGES_PER_CLASS``)."""
         number = self._next()
-        counts = {"cat": 3, "dog": 4} if classes is None else classes
+        counts = {"cat": 5, "dog": 6} if classes is None else classes
         members = {
             f"{label}/{n}.png": png(seed=number * 1000 + index * 100 + n)
             for index, (label, count) in enumerate(counts.items())
@@ -243,8 +244,8 @@ class Datasets:
         assert outcome["status"] == "registered", outcome
         return outcome
 
-    def detection(self, name: str, images: int = 2) -> dict:
-        """COCO annotations and the images they box, in one zip."""
+    def detection(self, name: str, images: int = 20) -> dict:
+        """COCO annotations and the images they box, in one zip (enough that every shape is in 5 images)."""
         from sightline_local import synthetic
 
         number = self._next()

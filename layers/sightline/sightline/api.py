@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_registry, retraining, templates, training_spec, workflow
 from sightline.contract import TASKS
-from sightline.datasets import labelled_images, uploads
+from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
 from sightline.datasets.paths import is_valid_dataset_name
 from sightline.errors import BadRequest, NotFound, SightlineError
@@ -128,6 +128,53 @@ def get_dataset(name: str) -> dict:
     if dataset is None:
         raise NotFound(f"dataset {name!r} does not exist", code="dataset_not_found")
     return dataset
+
+
+@route("DELETE", "/v1/datasets/<name>")
+def delete_dataset(name: str) -> Response:
+    """Accepted: the dataset is ``deleting`` until its files and items are gone, then 404."""
+    return json_response(202, deletion.request_deletion(name), headers={"Location": f"/v1/datasets/{name}"})
+
+
+@route("GET", "/v1/datasets/<name>/issues")
+def list_dataset_issues(name: str) -> dict:
+    query = app.current_event.query_string_parameters or {}
+    _existing_dataset(name)
+    limit = _positive_int(query.get("limit"), "limit", default=dataset_store.MAX_ISSUES_PER_PAGE,
+                          maximum=dataset_store.MAX_ISSUES_PER_PAGE)
+    after = query.get("after")
+    if after is not None and not re.fullmatch(r"[0-9]{1,7}", after):
+        raise BadRequest(f"after must be the previous page's next_after, got {after!r}", code="invalid_after")
+    issues, next_after = dataset_store.list_issues(name, limit=limit, after=None if after is None else int(after))
+    return {"issues": issues, "next_after": None if next_after is None else str(next_after)}
+
+
+@route("GET", "/v1/datasets/<name>/images")
+def list_dataset_images(name: str) -> dict:
+    query = app.current_event.query_string_parameters or {}
+    _existing_dataset(name)
+    limit = _positive_int(query.get("limit"), "limit", default=dataset_store.MAX_IMAGES_PER_PAGE,
+                          maximum=dataset_store.MAX_IMAGES_PER_PAGE)
+    cursor = query.get("cursor")
+    if cursor is not None and not re.fullmatch(r"[0-9a-f]{64}", cursor):
+        raise BadRequest(f"cursor must be the previous page's next_cursor, got {cursor[:80]!r}", code="invalid_cursor")
+    label = query.get("class")
+    if label is not None and not label.strip():
+        raise BadRequest("class must name a class of the dataset", code="invalid_class")
+    images, next_cursor = dataset_store.list_images(name, label=label, limit=limit, after=cursor)
+    return {"images": images, "next_cursor": next_cursor}
+
+
+@route("GET", "/v1/datasets/<name>/versions")
+def list_dataset_versions(name: str) -> dict:
+    """The dataset's training snapshots, newest first."""
+    _existing_dataset(name)
+    return {"versions": snapshots.list_snapshots(name)}
+
+
+def _existing_dataset(name: str) -> None:
+    if dataset_store.get_dataset_summary(name) is None:
+        raise NotFound(f"dataset {name!r} does not exist", code="dataset_not_found")
 
 
 @route("POST", "/v1/datasets/<name>/uploads")

@@ -18,6 +18,7 @@ class Settings:
     max_archive_bytes: int
     max_archive_members: int
     validation_fraction: float
+    dataset_queue_url: str  # the register function's queue: S3 notifications and queued work
 
 
 def _int(name: str, default: int) -> int:
@@ -46,4 +47,5 @@ def get_settings() -> Settings:
         max_archive_bytes=_int("MAX_ARCHIVE_BYTES", 2 * 1024 * 1024 * 1024),
         max_archive_members=_int("MAX_ARCHIVE_MEMBERS", 200_000),
         validation_fraction=_float("VALIDATION_FRACTION", 0.2),
+        dataset_queue_url=os.environ.get("DATASET_QUEUE_URL", ""),
     )

@@ -46,7 +46,7 @@ _MODEL_FIELDS = (
 )
 _VERSION_FIELDS = (
     "model_id", "version", "status", "template", "params", "datasets", "trigger", "metrics", "artifacts",
-    "promoted", "failure_reason", "execution_arn", "job_id", "classes", "created_at", "finished_at",
+    "promoted", "failure_reason", "execution_arn", "job_id", "classes", "snapshot", "created_at", "finished_at",
 )
 
 
@@ -314,6 +314,21 @@ def models_retraining_on(dataset: str) -> list[dict]:
         FilterExpression=Attr("retrain_on_new_data").eq(True) & Attr("datasets").contains(dataset),
     )
     return [_model_state(item) for item in items]
+
+
+def versions_training_on(dataset: str) -> list[tuple[str, int]]:
+    """``(model id, version)`` of every version that is training on ``dataset`` now: what stops its deletion."""
+    training = []
+    for model in aws.query_items(_table(), IndexName=keys.GSI1,
+                                 KeyConditionExpression=Key("gsi1pk").eq(keys.MODELS_INDEX_PK)):
+        versions = aws.query_items(
+            _table(),
+            KeyConditionExpression=Key("pk").eq(model["pk"]) & Key("sk").begins_with(keys.version_sk(0)[:8]),
+            FilterExpression=Attr("status").eq(str(VersionStatus.TRAINING)) & Attr("datasets").contains(dataset),
+            ConsistentRead=True,
+        )
+        training += [(str(model["model_id"]), int(version["version"])) for version in versions]
+    return training
 
 
 def list_models() -> list[dict]:

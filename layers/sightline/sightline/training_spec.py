@@ -81,5 +81,9 @@ def check_datasets_trainable(names: list[str], task: str, read_dataset: DatasetR
                 f"dataset {name!r} has no {task} data (it has: {', '.join(dataset_tasks) or 'none'})",
                 code="dataset_task_mismatch",
             )
+        too_small = (dataset.get("too_small") or {}).get(task)
+        if too_small and len(names) == 1:  # several datasets may add up: the workflow checks them together
+            raise BadRequest(f"dataset {name!r} is too small to train {task}: {'; '.join(too_small['reasons'][:10])}",
+                             code="dataset_too_small")
         digests[name] = (dataset.get("training_digests") or {}).get(task)
     return digests

@@ -30,6 +30,7 @@ from sightline.contract import (
     version_prefix,
 )
 from sightline.datasets.manifest import build_manifest
+from sightline.datasets.snapshots import record_snapshot
 from sightline.errors import Conflict, SightlineError
 from sightline.training_failures import failure_reason, job_field, one_line
 
@@ -146,10 +147,12 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
         logger.info("reusing the existing manifest", extra={"key": key})
 
     manifest_uri = s3_uri(key)
+    snapshot = record_snapshot(manifest, model_id, version_number)
     model_registry.update_version(
         model_id,
         version_number,
         classes=list(manifest.get("classes", [])),
+        snapshot=snapshot,
         artifacts={**(version.get("artifacts") or {}), "manifest": manifest_uri},
     )
     template = version.get("template") or model["template"]

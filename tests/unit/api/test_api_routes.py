@@ -84,7 +84,7 @@ def test_one_dataset(api_env):
     api_env.datasets.classification("pets")
     answer = request("apigw_get_dataset.json")
     assert answer.status == 200
-    assert answer.json["name"] == "pets" and answer.json["classes"] == {"cat": 3, "dog": 4}
+    assert answer.json["name"] == "pets" and answer.json["classes"] == {"cat": 5, "dog": 6}
 
 
 def test_unknown_dataset_is_404(api_env):

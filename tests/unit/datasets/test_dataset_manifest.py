@@ -45,7 +45,7 @@ def test_classification_manifest_shape_and_deterministic_split(datasets):
 
 
 def test_detection_manifest_carries_boxes(datasets):
-    datasets.register("datasets/det/coco.zip", synthetic.coco_zip(images=8, size=64, seed=3))
+    datasets.register("datasets/det/coco.zip", synthetic.coco_zip(images=20, size=64, seed=3))
 
     manifest = build_manifest(["det"], "detection", 0.25)
 
@@ -57,7 +57,7 @@ def test_detection_manifest_carries_boxes(datasets):
 
 
 def test_items_are_deduplicated_by_image_across_datasets(datasets):
-    archive = synthetic.classification_zip(per_class=3)
+    archive = synthetic.classification_zip(per_class=5)
     datasets.register("datasets/a/train.zip", archive)
     datasets.register("datasets/b/copy.zip", archive)
     datasets.register("datasets/b/circle/new.png", png(77))
@@ -65,7 +65,7 @@ def test_items_are_deduplicated_by_image_across_datasets(datasets):
     manifest = build_manifest(["a", "b"], "classification", 0.2)
 
     ids = [item["id"] for item in manifest["items"]]
-    assert len(ids) == len(set(ids)) == 7
+    assert len(ids) == len(set(ids)) == 11
     assert manifest["datasets"] == ["a", "b"]
 
 
@@ -106,7 +106,7 @@ def test_too_little_to_train_on_is_a_bad_request(datasets):
         build_manifest(["one"], "classification", 0.2)
     with pytest.raises(BadRequest, match="no detection data in one"):
         build_manifest(["one"], "detection", 0.2)
-    with pytest.raises(BadRequest, match="at least 2 are needed"):
+    with pytest.raises(BadRequest, match="too small to train detection: every class needs at least 5 images"):
         build_manifest(["det"], "detection", 0.2)
     with pytest.raises(BadRequest, match="validation_fraction"):
         build_manifest(["one"], "classification", 1.0)

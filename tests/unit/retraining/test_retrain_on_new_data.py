@@ -319,8 +319,9 @@ def test_an_uploaded_image_retrains_through_the_registration_event(env):
         registration.register_object(env.resources.data_bucket, key, etag)
         return next(detail for kind, detail in reversed(env.published) if kind == "DatasetUpdated")
 
-    upload("datasets/pets/cat/1.png", (200, 10, 10))
-    detail = upload("datasets/pets/dog/1.png", (10, 10, 200))
+    for n in range(5):  # the least a classifier trains on: 5 images per class
+        upload(f"datasets/pets/cat/{n}.png", (200, 10, 10 + n))
+        detail = upload(f"datasets/pets/dog/{n}.png", (10, 10 + n, 200))
     from sightline.datasets import store
 
     created_from = store.get_dataset("pets")["training_digests"]
@@ -328,7 +329,7 @@ def test_an_uploaded_image_retrains_through_the_registration_event(env):
     event = {**dataset_updated(), "detail": detail}
     assert outcomes(retraining.retrain_for_dataset(event)) == {model_id: "unchanged"}
 
-    detail = upload("datasets/pets/dog/2.png", (10, 200, 10))
+    detail = upload("datasets/pets/dog/new.png", (10, 200, 10))
     assert outcomes(retraining.retrain_for_dataset({**event, "detail": detail})) == {model_id: "started"}
     assert model_registry.get_version(model_id, 2)["trigger"] == {"type": "dataset_updated", "dataset": "pets"}
 

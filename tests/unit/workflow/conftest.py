@@ -26,4 +26,4 @@ def workflow_env(datasets, monkeypatch):
 @pytest.fixture
 def pets(workflow_env) -> dict:
     """The model's dataset, registered from real uploads: two cats and two dogs."""
-    return workflow_env.datasets.classification("pets", {"cat": 2, "dog": 2})
+    return workflow_env.datasets.classification("pets", {"cat": 5, "dog": 5})

@@ -189,10 +189,8 @@ class DatasetContents:
         or fewer than two classes for classification. Checked before any GPU time is spent."""
         problems: dict[str, list[str]] = {}
         for task in self.tasks():
-            counts: Counter[str] = Counter()
-            for item in self.items(task, bucket=""):
-                counts.update(_item_labels(item))
-            found = [f"class {label!r} has {count} image(s)" for label, count in sorted(counts.items())
+            counts = images_per_class(self.items(task, bucket=""))
+            found = [f"class {label!r} has {count} image(s)" for label, count in counts.items()
                      if count < MIN_IMAGES_PER_CLASS]
             if task == CLASSIFICATION and len(counts) < 2:
                 found.insert(0, f"classification needs at least 2 classes, found {len(counts)}")
@@ -253,7 +251,14 @@ class DatasetContents:
 MAX_ENTRY_BOXES = 1000
 
 
-def _item_labels(item: dict[str, Any]) -> set[str]:
+def images_per_class(items: list[dict[str, Any]]) -> dict[str, int]:
+    """Manifest items per class they show, by class name."""
+    counts = Counter(label for item in items for label in item_labels(item))
+    return dict(sorted(counts.items()))
+
+
+def item_labels(item: dict[str, Any]) -> set[str]:
+    """The classes a manifest item shows: its boxes' labels, its labels, or its label (none for a negative)."""
     if "boxes" in item:
         return {box["label"] for box in item["boxes"]}
     if "labels" in item:

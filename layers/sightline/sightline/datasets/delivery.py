@@ -16,6 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from sightline import aws
+from sightline.datasets import deletion, queued_work  # noqa: F401 - deletion registers its queued work
 from sightline.datasets.notifications import REMOVED, ObjectNotification, object_notifications
 from sightline.datasets.registration import recompute_dataset, register_object, unregister_object
 
@@ -93,7 +94,10 @@ class RegistrationBatch:
         when one hit throttling or a service error (the objects before it stay registered; a redelivery skips
         them)."""
         try:
-            notifications = list(object_notifications(json.loads(body)))
+            document = json.loads(body)
+            if queued_work.is_work(document):
+                return RegistrationBatch.run_work(document)
+            notifications = list(object_notifications(document))
         except (TypeError, ValueError, RecursionError):
             logger.warning("queued message is not an S3 notification; dropped", extra={"body": str(body)[:200]})
             return []
@@ -109,6 +113,19 @@ class RegistrationBatch:
             logger.info("object handled", extra=brief(outcome))
             outcomes.append(outcome)
         return outcomes
+
+    @staticmethod
+    def run_work(document: dict[str, Any]) -> list[dict[str, Any]]:
+        """Work the service queued for itself (``sightline.datasets.queued_work``); retried like an upload."""
+        try:
+            return queued_work.run(document)
+        except queued_work.UnknownWork as error:
+            logger.warning(str(error))
+            return []
+        except Exception as error:  # noqa: BLE001 - retry what may pass later, log the rest
+            if aws.is_retryable(error):
+                raise RetryableRegistrationError(f"{document[queued_work.WORK_FIELD]}: {error}") from error
+            raise
 
     def recompute(self) -> dict[str, dict[str, Any]]:
         """Recompute each dataset the batch touched. A retryable failure raises, so the whole batch comes again

@@ -11,6 +11,7 @@ from typing import Any
 from sightline import aws
 from sightline.contract import CLASSIFICATION, DETECTION, MANIFEST_FORMAT, TASKS
 from sightline.datasets import store
+from sightline.datasets.catalog import MIN_IMAGES_PER_CLASS, images_per_class, item_labels
 from sightline.errors import BadRequest
 
 TRAIN = "train"
@@ -23,16 +24,10 @@ def split_position(item_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _labels(item: dict[str, Any]) -> set[str]:
-    if "label" in item:
-        return {item["label"]}
-    return {box["label"] for box in item.get("boxes", [])}
-
-
 def assign_splits(items: list[dict[str, Any]], validation_fraction: float) -> dict[str, str]:
     """``{item id: "train" | "validation"}``; every class with two or more items keeps one in each split."""
     position = {item["id"]: split_position(item["id"]) for item in items}
-    labels = {item["id"]: _labels(item) for item in items}
+    labels = {item["id"]: item_labels(item) for item in items}
     members: dict[str, list[str]] = {}
     for item_id in sorted(position, key=position.__getitem__):
         for label in labels[item_id]:
@@ -69,6 +64,17 @@ def _dataset_names(datasets: list[str]) -> list[str]:
     return list(dict.fromkeys(datasets))
 
 
+def check_enough_examples(items: list[dict[str, Any]], task: str, listed: str) -> None:
+    """``BadRequest`` (``dataset_too_small``) naming every class with fewer than ``MIN_IMAGES_PER_CLASS`` images:
+    reported before a training job is started, so no GPU time goes on a run that cannot learn."""
+    small = [f"{label!r} has {count}" for label, count in images_per_class(items).items()
+             if count < MIN_IMAGES_PER_CLASS]
+    if small:
+        shown = ", ".join(small[:10]) + (f" and {len(small) - 10} more" if len(small) > 10 else "")
+        raise BadRequest(f"{listed} is too small to train {task}: every class needs at least {MIN_IMAGES_PER_CLASS} "
+                         f"images; {shown}", code="dataset_too_small")
+
+
 def build_manifest(datasets: list[str], task: str, validation_fraction: float) -> dict[str, Any]:
     """The manifest for training ``task`` on ``datasets``.
 
@@ -84,12 +90,13 @@ def build_manifest(datasets: list[str], task: str, validation_fraction: float) -
     if not items:
         what = "class-folder images" if task == CLASSIFICATION else "annotated images"
         raise BadRequest(f"no {task} data in {listed}: the datasets have no {what}", code="no_training_data")
-    classes = sorted({label for item in items for label in _labels(item)})
+    classes = sorted({label for item in items for label in item_labels(item)})
     if task == CLASSIFICATION and len(classes) < 2:
         found = f"only {classes[0]!r}" if classes else "none"
         raise BadRequest(f"classification needs at least 2 classes; {listed} has {found}", code="too_few_classes")
     if task == DETECTION and not classes:
         raise BadRequest(f"no boxes in {listed}: detection needs annotated objects", code="no_training_data")
+    check_enough_examples(items, task, listed)
     splits = assign_splits(items, float(validation_fraction))
     if VALIDATION not in splits.values() or TRAIN not in splits.values():
         raise BadRequest(
@@ -100,10 +107,9 @@ def build_manifest(datasets: list[str], task: str, validation_fraction: float) -
     for item in items:
         entry = {key: item[key] for key in ("id", "image", "width", "height")}
         entry["split"] = splits[item["id"]]
-        if task == CLASSIFICATION:
-            entry["label"] = item["label"]
-        else:
-            entry["boxes"] = item["boxes"]
+        for field in ("label", "labels", "boxes"):  # whichever the task's items carry
+            if field in item:
+                entry[field] = item[field]
         manifest_items.append(entry)
     return {
         "format": MANIFEST_FORMAT,

@@ -93,6 +93,14 @@ def get_dataset(name: str, *, consistent: bool = False) -> dict[str, Any] | None
     return public_dataset(item, classes=classes, issues=issues)
 
 
+def get_dataset_summary(name: str) -> dict[str, Any] | None:
+    """The dataset without its classes and issues (one read); None when there is none."""
+    if not is_valid_dataset_name(name):
+        return None
+    item = _table().get_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META}).get("Item")
+    return dataset_summary(public_dataset(item)) if item else None
+
+
 def _query_prefix(name: str, prefix: str, *, consistent: bool = False, after: str | None = None,
                   limit: int | None = None, **query: Any) -> Iterator[dict[str, Any]]:
     condition = Key("pk").eq(keys.dataset_pk(name)) & Key("sk").begins_with(prefix)

@@ -26,7 +26,7 @@ PHOTOS = photos(4)
 
 def detection_items(name: str) -> dict[tuple[int, int], list[dict]]:
     """The registered detection images of a dataset: (width, height) is the same for all, so key by boxes."""
-    items = manifest.build_manifest([name], "detection", 0.2)["items"]
+    items = store.dataset_items([name], "detection")
     return {item["id"]: sorted(item["boxes"], key=lambda box: (box["x_min"], box["y_min"])) for item in items}
 
 
@@ -90,7 +90,7 @@ def test_a_yolo_background_image_has_an_empty_label_file(datasets):
     members["images/train/empty.jpg"] = PHOTOS[1].jpeg
     members["labels/train/empty.txt"] = b""
     datasets.register("datasets/yolo/export.zip", zip_of(members))
-    items = manifest.build_manifest(["yolo"], "detection", 0.2)["items"]
+    items = store.dataset_items(["yolo"], "detection")
     assert sorted(len(item["boxes"]) for item in items) == [0, len(PHOTOS[0].boxes)]
 
 
