@@ -125,7 +125,7 @@ def _upload_file(dataset: str, entry: Any, index: int) -> UploadFile:
     limit = _size_limit(path, classify_file(path), f"{where}.path")
     size = entry.get("size")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise BadRequest(f"{where}.size must be the file's size in bytes (a positive integer), got {size!r}",
+        raise BadRequest(f"{where}.size must be the file's size in bytes (a positive integer), got {size!r:.60}",
                          code="invalid_size")
     if size > limit:
         raise BadRequest(f"{where} ({path[:120]!r}) is {size} bytes; files of its kind may be at most {limit} bytes",
@@ -134,7 +134,7 @@ def _upload_file(dataset: str, entry: Any, index: int) -> UploadFile:
     if content_type is None:
         content_type = default_content_type(path)
     elif not isinstance(content_type, str) or not _MEDIA_TYPE.fullmatch(content_type):
-        raise BadRequest(f"{where}.content_type must be a media type like image/jpeg, got {content_type!r}",
+        raise BadRequest(f"{where}.content_type must be a media type like image/jpeg, got {content_type!r:.80}",
                          code="invalid_content_type")
     upload_id = entry.get("upload_id")
     if upload_id is not None:
