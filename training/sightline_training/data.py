@@ -112,11 +112,35 @@ class _ManifestDataset(Dataset):
 
 
 class ClassificationDataset(_ManifestDataset):
-    """``(image [3, S, S] normalised, class index)`` per manifest item."""
+    """``(image [3, S, S] normalised, class index)`` per manifest item; a negative's index is ``background``
+    (the output after the classes, which only a manifest with negatives has)."""
+
+    def __init__(self, items: Sequence[ManifestItem], paths: dict[str, Path], transform: Callable,
+                 background: int | None = None) -> None:
+        super().__init__(items, paths, transform)
+        if background is None and any(item.class_index is None for item in self.items):
+            raise ValueError("negatives need a background output")
+        self.background = background
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         item = self.items[index]
-        return self.transform(load_rgb(self.paths[item.id])), item.class_index
+        target = self.background if item.class_index is None else item.class_index
+        return self.transform(load_rgb(self.paths[item.id])), target
+
+
+class MultiLabelDataset(_ManifestDataset):
+    """``(image [3, S, S] normalised, multi-hot float [C])`` per manifest item; a negative's is all zeros."""
+
+    def __init__(self, items: Sequence[ManifestItem], paths: dict[str, Path], transform: Callable,
+                 num_classes: int) -> None:
+        super().__init__(items, paths, transform)
+        self.num_classes = num_classes
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        item = self.items[index]
+        target = torch.zeros(self.num_classes, dtype=torch.float32)
+        target[list(item.class_indices)] = 1.0
+        return self.transform(load_rgb(self.paths[item.id])), target
 
 
 class DetectionDataset(_ManifestDataset):

@@ -1,4 +1,4 @@
-"""One epoch of training and one pass of evaluation, for either task (after torchvision's references)."""
+"""One epoch of training and one pass of evaluation, for every task (after torchvision's references)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from sightline.contract import CLASSIFICATION
+from sightline.contract import CLASSIFICATION, DETECTION, MULTILABEL
 
 from sightline_training import metrics
 from sightline_training.errors import JobFailed
@@ -29,10 +29,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loa
         check_stop()
         images, targets = _to_device(images, targets, device)
         with torch.autocast(device_type=device.type, enabled=use_amp):
-            if task == CLASSIFICATION:
-                loss = F.cross_entropy(model(images), targets)
-            else:
-                loss = sum(model(images, targets).values())
+            loss = _loss(model, images, targets, task)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise JobFailed(f"training loss became {loss_value} at epoch {epoch + 1}; try a lower learning_rate")
@@ -75,20 +72,38 @@ def recompute_batch_norm_statistics(model: nn.Module, data_loader: DataLoader, d
             check_stop()
             images, targets = _to_device(images, targets, device)
             with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-                if task == CLASSIFICATION:
-                    model(images)
-                else:
+                if task == DETECTION:
                     model(images, targets)  # SSD's train-mode forward needs targets; its losses are unused
+                else:
+                    model(images)
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
 
 
+def _loss(model: nn.Module, images, targets, task: str) -> torch.Tensor:
+    if task == CLASSIFICATION:
+        # Targets are class indices; a negative's is the background output after the classes.
+        return F.cross_entropy(model(images), targets)
+    if task == MULTILABEL:
+        # One independent sigmoid per class against a multi-hot target (torch.nn.BCEWithLogitsLoss).
+        return F.binary_cross_entropy_with_logits(model(images), targets)
+    return sum(model(images, targets).values())
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, data_loader: DataLoader, device: torch.device, task: str,
-             num_classes: int) -> dict[str, float]:
-    """Validation metrics: ``accuracy`` for classification, ``map_50`` and ``map_50_95`` for detection."""
+             num_classes: int) -> dict:
+    """Validation metrics: ``accuracy`` for classification, ``map_50`` and ``map_50_95`` for detection, and for
+    multilabel ``mean_average_precision``, ``f1_micro``, ``f1_macro`` and ``per_class`` (a list in class order)."""
     model.eval()
+    if task == MULTILABEL:
+        scores: list[torch.Tensor] = []
+        truths: list[torch.Tensor] = []
+        for images, targets in data_loader:
+            scores.append(torch.sigmoid(model(images.to(device, non_blocking=True)).float()).cpu())
+            truths.append(targets)
+        return metrics.multilabel_metrics(torch.cat(scores).numpy(), torch.cat(truths).numpy() > 0.5)
     if task == CLASSIFICATION:
         predicted: list[int] = []
         expected: list[int] = []

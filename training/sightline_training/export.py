@@ -23,6 +23,8 @@ from sightline.contract import CLASSIFICATION, LABELS_FORMAT
 from sightline.imaging import InputSpec
 from sightline.templates import TrainingTemplate
 
+from sightline_training.models import CLASSIFIER_TASKS
+
 log = logging.getLogger(__name__)
 
 OPSET = 17
@@ -31,7 +33,10 @@ CLASSIFIER_OUTPUTS = ("logits",)
 DETECTOR_OUTPUTS = ("boxes", "scores", "labels")
 # Float32 through two runtimes differs by a few ulps per operation, and the error grows with the values: the
 # logits of a from-scratch model can reach the hundreds. So logits are compared relative to the largest logit
-# of their image (at least 1), which is what a softmax is sensitive to; observed: ~1e-5 relative.
+# of their image (at least 1), which is what a softmax is sensitive to; observed: ~1e-5 relative. Multi-label
+# logits (one sigmoid each) are compared the same way: a logit within that margin of PyTorch's can only be on the
+# other side of 0 (a score of 0.5) where PyTorch's own is within the margin of 0, so every class's decision at
+# the default threshold agrees too; and the best class, listed first, must be the same unless tied.
 LOGITS_RELATIVE_TOLERANCE = 1e-3
 # Detections: scores and boxes divided by the input side (so both are on a 0..1 scale).
 DETECTION_TOLERANCE = 1e-4
@@ -68,7 +73,7 @@ class OnnxCheck:
 def export_onnx(model: nn.Module, template: TrainingTemplate, image_size: int, path: Path) -> None:
     """Write ``model`` (a CPU fp32 module in eval mode) to ``path`` as the labels.json contract describes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if template.task == CLASSIFICATION:
+    if template.task in CLASSIFIER_TASKS:
         module, example = model, torch.zeros(1, 3, image_size, image_size)
         outputs = CLASSIFIER_OUTPUTS
         dynamic_axes = {INPUT_NAME: {0: "batch"}, "logits": {0: "batch"}}
@@ -91,11 +96,19 @@ def export_onnx(model: nn.Module, template: TrainingTemplate, image_size: int, p
     log.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
 
 
-def labels_document(template: TrainingTemplate, classes: Sequence[str], spec: InputSpec) -> dict:
-    outputs = ({"logits": "logits"} if template.task == CLASSIFICATION
+def labels_document(template: TrainingTemplate, classes: Sequence[str], spec: InputSpec,
+                    background: bool = False) -> dict:
+    """labels.json. ``background``: a classifier trained with negatives, whose ``logits`` have one more column
+    than ``classes``, the last one for an image of none of them (never reported by the predict function)."""
+    outputs = ({"logits": "logits"} if template.task in CLASSIFIER_TASKS
                else {name: name for name in DETECTOR_OUTPUTS})
-    return {"format": LABELS_FORMAT, "task": template.task, "template": template.id, "classes": list(classes),
-            "input": spec.to_dict(), "outputs": outputs}
+    document = {"format": LABELS_FORMAT, "task": template.task, "template": template.id, "classes": list(classes),
+                "input": spec.to_dict(), "outputs": outputs}
+    if background:
+        if template.task != CLASSIFICATION:
+            raise ValueError(f"only classifiers have a background output, not {template.task} models")
+        document["background"] = True
+    return document
 
 
 def open_session(path: Path) -> onnxruntime.InferenceSession:
@@ -108,7 +121,7 @@ def verify_classifier(session: onnxruntime.InferenceSession, model: nn.Module, t
     """Logits of onnxruntime on the contract's inputs against PyTorch on the validation tensors.
 
     The images go through as one batch and the first also alone, the shape the predict function uses.
-    See :func:`compare_logits` for what counts as the same.
+    See :func:`compare_logits` for what counts as the same (for classifiers and multi-label models alike).
     """
     with torch.inference_mode():
         expected = model(torch.stack(list(torch_inputs))).numpy()

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sightline.contract import CLASSIFICATION, DETECTION, MANIFEST_FORMAT, TASKS
+from sightline.contract import CLASSIFICATION, DETECTION, MANIFEST_FORMAT, MULTILABEL, TASKS
 
 from sightline_training import storage
 from sightline_training.errors import InvalidInput, one_line
@@ -36,8 +36,9 @@ class ManifestItem:
     id: str
     image_uri: str
     split: str
-    class_index: int | None  # classification: index into ``classes``
+    class_index: int | None  # classification: index into ``classes``; None for a negative (``"label": null``)
     boxes: tuple[Box, ...]  # detection: may be empty (a negative example)
+    class_indices: tuple[int, ...] = ()  # multilabel: indices into ``classes``, ascending; empty for a negative
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class Manifest:
 
     def split(self, name: str) -> list[ManifestItem]:
         return [item for item in self.items if item.split == name]
+
+    @property
+    def has_negatives(self) -> bool:
+        """Classification items of no class (``"label": null``): the model then gets a background output."""
+        return self.task == CLASSIFICATION and any(item.class_index is None for item in self.items)
 
 
 def load_manifest(uri: str) -> Manifest:
@@ -101,17 +107,47 @@ def _parse_item(raw: Any, position: int, task: str, class_index: dict[str, int],
     if split not in SPLITS:
         raise InvalidInput(f"{where}: split must be one of {', '.join(SPLITS)}, got {split!r}")
     image_uri = _image_uri(raw.get("image"), where, manifest_uri)
+    _refuse_other_tasks_fields(raw, task, where)
     if task == CLASSIFICATION:
-        label = raw.get("label")
+        if "label" not in raw:
+            raise InvalidInput(f"{where}: classification items carry \"label\" (null for an image of no class)")
+        label = raw["label"]
+        if label is None:  # a negative: an image of none of the classes
+            return ManifestItem(item_id, image_uri, split, None, ())
         if label not in class_index:
             raise InvalidInput(f"{where}: label {label!r} is not one of the manifest classes")
         return ManifestItem(item_id, image_uri, split, class_index[label], ())
+    if task == MULTILABEL:
+        return ManifestItem(item_id, image_uri, split, None, (), _class_indices(raw.get("labels"), where, class_index))
     assert task == DETECTION
     raw_boxes = raw.get("boxes", [])
     if not isinstance(raw_boxes, list):
         raise InvalidInput(f"{where}: boxes must be a list")
     boxes = tuple(_parse_box(box, where, class_index) for box in raw_boxes)
     return ManifestItem(item_id, image_uri, split, None, boxes)
+
+
+# The label fields and the one task each belongs to: an item of another task carrying one is a wrong manifest.
+_LABEL_FIELDS = {"label": CLASSIFICATION, "labels": MULTILABEL}
+
+
+def _refuse_other_tasks_fields(raw: dict, task: str, where: str) -> None:
+    for name, owner in _LABEL_FIELDS.items():
+        if name in raw and task != owner:
+            raise InvalidInput(f"{where}: \"{name}\" belongs to {owner} items, not to a {task} manifest")
+
+
+def _class_indices(labels: Any, where: str, class_index: dict[str, int]) -> tuple[int, ...]:
+    """A multilabel item's ``labels``: a sorted list of unique class names, empty for an image of none."""
+    if not isinstance(labels, list):
+        raise InvalidInput(f"{where}: multilabel items carry \"labels\", a list of class names ([] for an image "
+                           f"of none of the classes), got {labels!r}")
+    unknown = [label for label in labels if not isinstance(label, str) or label not in class_index]
+    if unknown:
+        raise InvalidInput(f"{where}: label {unknown[0]!r} is not one of the manifest classes")
+    if labels != sorted(set(labels)):
+        raise InvalidInput(f"{where}: labels must be sorted and unique, got {labels!r}")
+    return tuple(class_index[label] for label in labels)
 
 
 def _image_uri(image: Any, where: str, manifest_uri: str) -> str:

@@ -16,22 +16,25 @@ from PIL import Image
 
 from sightline import imaging
 from sightline.errors import BadRequest
-from sightline.contract import CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE, MODEL_FILE
+from sightline.contract import (CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE, MODEL_FILE,
+                                MULTILABEL)
 from sightline.templates import TrainingTemplate, template_for
 
-from sightline_training import data, engine, export, storage
+from sightline_training import data, engine, export, metrics as measures, storage
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
 from sightline_training.config import JobConfig
 from sightline_training.errors import InvalidInput, JobFailed
 from sightline_training.interrupt import StopRequest
 from sightline_training.manifest import TRAIN, VALIDATION, Manifest, ManifestItem, load_manifest
-from sightline_training.models import build_model, input_spec
+from sightline_training.models import CLASSIFIER_TASKS, build_model, input_spec
 
 log = logging.getLogger(__name__)
 
-# The metric promotion compares; COCO's own headline number for detection.
-PRIMARY_METRIC = {CLASSIFICATION: "accuracy", DETECTION: "map_50_95"}
-METRICS = {CLASSIFICATION: ("accuracy",), DETECTION: ("map_50", "map_50_95")}
+# The metric promotion compares; COCO's own headline number for detection; for multilabel the mean of the
+# classes' average precision, which (unlike F1) does not depend on the threshold a caller picks.
+PRIMARY_METRIC = {CLASSIFICATION: "accuracy", DETECTION: "map_50_95", MULTILABEL: "mean_average_precision"}
+METRICS = {CLASSIFICATION: ("accuracy",), DETECTION: ("map_50", "map_50_95"),
+           MULTILABEL: ("mean_average_precision", "f1_micro", "f1_macro")}
 ARTIFACT_TYPES = {MODEL_FILE: "application/octet-stream", LABELS_FILE: "application/json",
                   METRICS_FILE: "application/json"}
 
@@ -47,6 +50,22 @@ class JobPlan:
     validation_items: list[ManifestItem]
     args: dict[str, Any]  # stored in the checkpoint, compared on resume
 
+    @property
+    def background(self) -> bool:
+        """A classifier trained with negatives: one output more than the classes, the last meaning "none".
+
+        Why an output rather than sigmoid scores for such datasets: the classes stay one-of-C (softmax and
+        cross-entropy, as without negatives), so a positive image's scores mean the same whether or not the
+        dataset had negatives; "none" simply competes as one more answer and takes the probability of an
+        image of no class. Detection has its background label 0 for the same reason. The predict function
+        drops the background's share (labels.json ``"background": true``) and reports only real classes.
+        """
+        return self.manifest.has_negatives
+
+    @property
+    def outputs(self) -> int:
+        return len(self.manifest.classes) + int(self.background)
+
 
 def plan_job(config: JobConfig) -> JobPlan:
     """Check the manifest, template and params before any image is fetched; raises :class:`InvalidInput`."""
@@ -58,8 +77,9 @@ def plan_job(config: JobConfig) -> JobPlan:
         raise InvalidInput(error.message) from None
     if not manifest.classes:
         raise InvalidInput("the manifest has no classes")
-    if manifest.task == CLASSIFICATION and len(manifest.classes) < 2:
-        raise InvalidInput(f"classification needs at least 2 classes, the manifest has {len(manifest.classes)}")
+    if manifest.task == CLASSIFICATION and len(manifest.classes) + int(manifest.has_negatives) < 2:
+        raise InvalidInput(f"classification needs at least 2 classes, or a class and negatives (\"label\": null); "
+                           f"the manifest has {len(manifest.classes)} class and no negatives")
     train_items, validation_items = manifest.split(TRAIN), manifest.split(VALIDATION)
     if not train_items:
         raise InvalidInput("the manifest has no training items")
@@ -67,10 +87,14 @@ def plan_job(config: JobConfig) -> JobPlan:
         raise InvalidInput("the manifest has 1 training item; training needs at least 2")
     if not validation_items:
         raise InvalidInput("the manifest has no validation items, so the model cannot be measured")
-    if manifest.task != CLASSIFICATION and not any(item.boxes for item in validation_items):
+    if manifest.task == DETECTION and not any(item.boxes for item in validation_items):
         raise InvalidInput("the validation items have no boxes, so mAP cannot be measured")
+    if manifest.task == MULTILABEL and not any(item.class_indices for item in validation_items):
+        raise InvalidInput("the validation items have no labels, so average precision cannot be measured")
     args = {"template": template.id, "task": manifest.task, "classes": list(manifest.classes),
             "params": dict(params), "seed": config.seed}
+    if manifest.has_negatives:
+        args["background"] = True  # only then: checkpoints written before negatives existed still resume
     return JobPlan(manifest, template, params, train_items, validation_items, args)
 
 
@@ -93,13 +117,13 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         validation_batches = data.eval_loader(validation_set, int(params["batch_size"]), config.workers, collate_fn)
 
         seed_everything(config.seed)
-        model = build_model(template, len(classes), image_size).to(device)
+        model = build_model(template, plan.outputs, image_size).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["learning_rate"]), weight_decay=1e-4)
         lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
         checkpoint_path = config.work_dir / CHECKPOINT_FILE
-        start_epoch, history = 0, []
+        start_epoch, history, per_class = 0, [], None
         checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path)
         if checkpoint is not None:
             check_resumable(checkpoint, plan.args, config.checkpoint_uri)
@@ -122,6 +146,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
             lr_scheduler.step()
             engine.recompute_batch_norm_statistics(model, train_batches, device, template.task, stop.check)
             scores = engine.evaluate(model, validation_batches, device, template.task, len(classes))
+            per_class = scores.pop("per_class", None)  # the last epoch's goes to metrics.json, not to history
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "learning_rate": learning_rate, **scores,
                             "seconds": round(time.monotonic() - started, 3)})
             log.info("epoch %d/%d: %s", epoch + 1, epochs, json.dumps(history[-1]))
@@ -130,8 +155,11 @@ def run_job(config: JobConfig) -> dict[str, Any]:
                              "epoch": epoch, "history": history}, checkpoint_path, config.checkpoint_uri)
             stop.check()
 
+        if template.task == MULTILABEL and per_class is None:  # resumed from the last epoch's checkpoint
+            per_class = engine.evaluate(model, validation_batches, device, template.task, len(classes))["per_class"]
+
         output_dir = config.work_dir / "output"
-        labels = export.labels_document(template, classes, input_spec(template, image_size))
+        labels = export.labels_document(template, classes, input_spec(template, image_size), plan.background)
         serving_model = copy.deepcopy(model).cpu().float().eval()
         export.export_onnx(serving_model, template, image_size, output_dir / MODEL_FILE)
         check = verify_export(plan, serving_model, output_dir / MODEL_FILE, labels, paths, config.check_images)
@@ -139,7 +167,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         if not check.passed:
             raise JobFailed(f"ONNX check failed on {check.images} images: {check.reason}")
 
-        metrics = metrics_document(plan, history, device, check)
+        metrics = metrics_document(plan, history, device, check, per_class)
         (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         publish(output_dir, config.output_uri)
@@ -149,10 +177,11 @@ def run_job(config: JobConfig) -> dict[str, Any]:
 
 
 def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch.device,
-                     check: export.OnnxCheck) -> dict[str, Any]:
-    """metrics.json: the last epoch's validation metrics (the exported weights are the last epoch's)."""
+                     check: export.OnnxCheck, per_class: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """metrics.json: the last epoch's validation metrics (the exported weights are the last epoch's); for
+    multilabel also the threshold of the F1 scores and ``per_class`` by class name."""
     task = plan.template.task
-    return {
+    document = {
         "task": task,
         "primary_metric": PRIMARY_METRIC[task],
         **{name: history[-1][name] for name in METRICS[task]},
@@ -162,6 +191,12 @@ def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch
         "history": history,
         "onnx_check": check.to_dict(),
     }
+    if task == MULTILABEL:
+        document["threshold"] = measures.MULTILABEL_THRESHOLD
+        document["per_class"] = dict(zip(plan.manifest.classes, per_class or []))
+    if plan.background:
+        document["validation_negatives"] = sum(item.class_index is None for item in plan.validation_items)
+    return document
 
 
 def publish(output_dir: Path, output_uri: str) -> None:
@@ -171,14 +206,20 @@ def publish(output_dir: Path, output_uri: str) -> None:
 
 
 def build_datasets(plan: JobPlan, paths: dict[str, Path], image_size: int):
-    if plan.template.task == CLASSIFICATION:
-        return (data.ClassificationDataset(plan.train_items, paths, data.classification_transforms(image_size, True)),
-                data.ClassificationDataset(plan.validation_items, paths,
-                                           data.classification_transforms(image_size, False)),
-                None)
-    return (data.DetectionDataset(plan.train_items, paths, data.detection_transforms(image_size, True)),
-            data.DetectionDataset(plan.validation_items, paths, data.detection_transforms(image_size, False)),
-            data.collate_detection)
+    task, classes = plan.template.task, len(plan.manifest.classes)
+    if task == DETECTION:
+        return (data.DetectionDataset(plan.train_items, paths, data.detection_transforms(image_size, True)),
+                data.DetectionDataset(plan.validation_items, paths, data.detection_transforms(image_size, False)),
+                data.collate_detection)
+
+    def dataset(items: list[ManifestItem], train: bool) -> torch.utils.data.Dataset:
+        transform = data.classification_transforms(image_size, train)
+        if task == MULTILABEL:
+            return data.MultiLabelDataset(items, paths, transform, classes)
+        # A negative's target is the background output, after the classes.
+        return data.ClassificationDataset(items, paths, transform, classes if plan.background else None)
+
+    return dataset(plan.train_items, True), dataset(plan.validation_items, False), None
 
 
 def verify_export(plan: JobPlan, model: torch.nn.Module, onnx_path: Path, labels: dict[str, Any],
@@ -192,7 +233,7 @@ def verify_export(plan: JobPlan, model: torch.nn.Module, onnx_path: Path, labels
     spec = imaging.InputSpec.from_labels(labels)
     images = [data.load_rgb(paths[item.id]) for item in plan.validation_items[:count]]
     session = export.open_session(onnx_path)
-    if plan.template.task == CLASSIFICATION:
+    if plan.template.task in CLASSIFIER_TASKS:
         transform = data.classification_transforms(image_size, train=False)
         check = export.verify_classifier(session, model, [transform(image) for image in images],
                                          [imaging.to_tensor(image, spec) for image in images])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sightline.contract import CLASSIFICATION, DETECTION, TASKS
+from sightline.contract import CLASSIFICATION, DETECTION, MULTILABEL, TASKS
 from sightline.errors import BadRequest
 
 
@@ -109,10 +109,18 @@ TEMPLATES: dict[str, TrainingTemplate] = {
             description="torchvision SSDlite 320 with a MobileNetV3-Large backbone: a light object detector",
             params=_common(epochs=30, batch_size=16, learning_rate=1e-3, image_size=320),
         ),
+        TrainingTemplate(
+            id="mobilenet_v3_small_multilabel",
+            task=MULTILABEL,
+            description="torchvision MobileNetV3-Small with one sigmoid score per class: any number of classes "
+                        "per image, or none",
+            params=_common(epochs=15, batch_size=32, learning_rate=1e-3, image_size=224),
+        ),
     )
 }
 
-DEFAULT_TEMPLATE = {CLASSIFICATION: "mobilenet_v3_small", DETECTION: "ssdlite320_mobilenet_v3_large"}
+DEFAULT_TEMPLATE = {CLASSIFICATION: "mobilenet_v3_small", DETECTION: "ssdlite320_mobilenet_v3_large",
+                    MULTILABEL: "mobilenet_v3_small_multilabel"}
 
 
 def get_template(template_id: str) -> TrainingTemplate:

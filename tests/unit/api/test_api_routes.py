@@ -37,6 +37,8 @@ def test_templates_describe_every_template_and_the_defaults():
     }
     assert small["params"]["learning_rate"]["type"] == "number"
     assert by_id["ssdlite320_mobilenet_v3_large"]["task"] == "detection"
+    multilabel = by_id["mobilenet_v3_small_multilabel"]
+    assert multilabel["task"] == "multilabel" and multilabel["default_for_task"] is True
 
 
 def test_datasets_are_listed(api_env):

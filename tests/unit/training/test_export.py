@@ -66,7 +66,8 @@ def test_detections_at_the_score_threshold_may_differ():
     assert compare_detections(expected, actual, **LIMITS)[1] == []
 
 
-@pytest.mark.parametrize("template_id", ["mobilenet_v3_small", "ssdlite320_mobilenet_v3_large"])
+@pytest.mark.parametrize("template_id", ["mobilenet_v3_small", "mobilenet_v3_small_multilabel",
+                                         "ssdlite320_mobilenet_v3_large"])
 def test_labels_json_input_feeds_the_model_what_validation_fed_it(template_id):
     # The predict function builds its input from labels.json with sightline.imaging; evaluation used the
     # validation transform. They must agree, or the measured metrics are not the served model's.
@@ -74,7 +75,7 @@ def test_labels_json_input_feeds_the_model_what_validation_fed_it(template_id):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
     labels = labels_document(template, ["a", "b"], models.input_spec(template, 48))
     spec = imaging.InputSpec.from_labels(labels)
-    if template.task == "classification":
+    if template.task in models.CLASSIFIER_TASKS:
         transform = data.classification_transforms(48, train=False)
     else:
         transform = data.detection_transforms(48, train=False)
@@ -146,3 +147,22 @@ def test_logit_comparison_scales_with_the_values_and_checks_the_ranking():
     tied = np.array([[2.0, 2.0, -1.0]])
     assert export.compare_logits(tied, tied[:, [1, 0, 2]])[2] == []
     assert export.compare_logits(expected, np.full_like(expected, np.nan))[2]
+
+
+def test_a_multilabel_answer_at_the_threshold_cannot_change_within_the_logit_tolerance():
+    # Logits within the margin of PyTorch's are on the same side of 0 (sigmoid 0.5) unless PyTorch's own logit is
+    # within the margin of 0, so the scaled comparison covers multi-label decisions: a crossing is a difference.
+    expected = np.array([[1500.0, -300.0, 20.0], [0.2, -0.1, -0.3]])
+    crossed = expected + np.array([[0, 0, -20.5], [0, 0, 0]])  # class 2 of image 1 now scores under 0.5
+    assert "image 1: logits differ" in export.compare_logits(expected, crossed)[2][0]
+    near_zero = np.array([[0.0005, 2.0, -1.0]])
+    assert export.compare_logits(near_zero, near_zero * [-1, 1, 1])[2] == []  # float noise at 0.5 either way
+
+
+def test_only_a_classifier_has_a_background_output():
+    spec = models.input_spec(get_template("mobilenet_v3_small"), 32)
+    labels = labels_document(get_template("mobilenet_v3_small"), ["a"], spec, background=True)
+    assert labels["classes"] == ["a"] and labels["background"] is True
+    assert "background" not in labels_document(get_template("mobilenet_v3_small"), ["a", "b"], spec)
+    with pytest.raises(ValueError):
+        labels_document(get_template("mobilenet_v3_small_multilabel"), ["a"], spec, background=True)

@@ -17,19 +17,10 @@ from sightline.templates import get_template
 from sightline_training import engine, export, models, storage
 from sightline_training.__main__ import main
 from sightline.contract import CHECKPOINT_FILE
+from training_helpers import run
 
 CLASSIFIER_PARAMS = {"epochs": 1, "image_size": 64, "batch_size": 4}
 DETECTOR_PARAMS = {"epochs": 1, "image_size": 32, "batch_size": 4}  # the smallest image_size the catalogue allows
-
-
-def run(manifest: Path | str, tmp_path: Path, template: str, params: dict, name: str = "job",
-        extra: list[str] | None = None) -> int:
-    return main([
-        "--manifest", str(manifest), "--output", str(tmp_path / name / "out"),
-        "--checkpoint", str(tmp_path / name / "checkpoints"), "--template", template,
-        "--params", json.dumps(params), "--work-dir", str(tmp_path / name / "work"), "--workers", "0",
-        *(extra or []),
-    ])
 
 
 def load_trained(tmp_path: Path, name: str, template_id: str, classes: int, image_size: int) -> torch.nn.Module:

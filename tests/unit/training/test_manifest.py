@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from training_helpers import colour_dataset
 
 from sightline_training.errors import InvalidInput
 from sightline_training.manifest import load_manifest, parse_manifest
@@ -68,3 +70,68 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps([]))
     with pytest.raises(InvalidInput, match="must be a JSON object"):
         load_manifest((tmp_path / "list.json").as_uri())
+
+
+@pytest.fixture
+def colours():
+    def build(task: str) -> dict:
+        document = colour_dataset(task, repeats=2).document
+        for item in document["items"]:
+            item["image"] = {"bucket": "artifacts", "key": f"images/{item['id']}.png"}  # not read while parsing
+        return document
+
+    return build
+
+
+def test_multilabel_items_carry_sorted_label_lists_and_an_empty_list_is_a_negative(colours):
+    raw = colours("multilabel")
+    manifest = parse_manifest(raw, "file:///data/manifest.json")
+    assert manifest.task == "multilabel" and manifest.classes == ("blue", "green", "red")
+    by_labels = {tuple(item["labels"]): parsed for item, parsed in zip(raw["items"], manifest.items)}
+    assert by_labels[("blue", "red")].class_indices == (0, 2)
+    assert by_labels[()].class_indices == ()  # an image of none of the classes
+    assert all(item.class_index is None and item.boxes == () for item in manifest.items)
+    assert not manifest.has_negatives  # only a classifier grows a background output
+
+
+def test_a_null_classification_label_is_a_negative(colours):
+    manifest = parse_manifest(colours("classification"), "file:///data/manifest.json")
+    negatives = [item for item in manifest.items if item.class_index is None]
+    assert len(negatives) == 2 and manifest.has_negatives
+    assert manifest.classes == ("blue", "green", "red")  # classes never include the null label
+
+
+def _first(document: dict, **fields) -> dict:
+    document["items"][0].update(fields)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("task", "edit", "message"),
+    [
+        ("multilabel", lambda d: _first(d, labels="red"), 'multilabel items carry "labels", a list'),
+        ("multilabel", lambda d: d["items"][0].pop("labels"), 'multilabel items carry "labels"'),
+        ("multilabel", lambda d: _first(d, labels=["purple"]), "label 'purple' is not one of the manifest classes"),
+        ("multilabel", lambda d: _first(d, labels=[None]), "label None is not one of the manifest classes"),
+        ("multilabel", lambda d: _first(d, labels=["red", "blue"]), "labels must be sorted and unique"),
+        ("multilabel", lambda d: _first(d, labels=["red", "red"]), "labels must be sorted and unique"),
+        ("multilabel", lambda d: _first(d, label=None), '"label" belongs to classification items, not to a '
+                                                        "multilabel manifest"),
+        ("classification", lambda d: _first(d, labels=["red"]), '"labels" belongs to multilabel items, not to a '
+                                                                "classification manifest"),
+        ("classification", lambda d: d["items"][0].pop("label"), 'classification items carry "label" (null for an '
+                                                                 "image of no class)"),
+        ("classification", lambda d: _first(d, label=""), "label '' is not one of the manifest classes"),
+        ("classification", lambda d: d.update(classes=["blue", "green", "red", None]), "non-empty strings"),
+        ("detection", lambda d: _first(d, label=None), '"label" belongs to classification items, not to a '
+                                                       "detection manifest"),
+        ("detection", lambda d: _first(d, labels=[]), '"labels" belongs to multilabel items'),
+    ],
+)
+def test_label_fields_of_the_wrong_kind_or_task_name_the_item(colours, document, task, edit, message):
+    raw = document() if task == "detection" else colours(task)
+    edit(raw)
+    with pytest.raises(InvalidInput, match=re.escape(message)) as error:
+        parse_manifest(raw, "s3://artifacts/manifest.json")
+    if "classes" not in message and "strings" not in message:
+        assert str(error.value).startswith(f"manifest item {raw['items'][0]['id']}: ")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sightline_training.metrics import ImageBoxes, accuracy, detection_map
+from sightline_training.metrics import ImageBoxes, accuracy, average_precision, detection_map, multilabel_metrics
 
 
 def boxes(*rows, labels=None, scores=None) -> ImageBoxes:
@@ -58,3 +58,61 @@ def test_false_positive_on_an_image_without_ground_truth_counts():
 
 def test_no_ground_truth_anywhere_scores_zero():
     assert detection_map([boxes()], [boxes([0, 0, 5, 5], scores=[0.9])], num_classes=1)["map_50"] == 0.0
+
+
+def test_average_precision_matches_scikit_learns_documented_examples():
+    # sklearn.metrics.average_precision_score's docstring: 0.83...
+    assert average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(5 / 6)
+    # Its multiclass example, one-vs-rest per column and macro-averaged: 0.77... (per class 5/6, 3/4, 3/4).
+    truth = np.eye(3, dtype=bool)[[0, 0, 1, 1, 2, 2]]
+    scores = np.array([[0.7, 0.2, 0.1], [0.4, 0.3, 0.3], [0.1, 0.8, 0.1],
+                       [0.2, 0.3, 0.5], [0.4, 0.4, 0.2], [0.1, 0.2, 0.7]])
+    per_class = [average_precision(scores[:, c], truth[:, c]) for c in range(3)]
+    assert per_class == pytest.approx([5 / 6, 3 / 4, 3 / 4])
+    assert multilabel_metrics(scores, truth)["mean_average_precision"] == pytest.approx(7 / 9)
+
+
+def test_average_precision_of_ties_perfect_rankings_and_absent_classes():
+    # A tie is one threshold: whatever order the two come in, precision there is 1/2 at recall 1.
+    assert average_precision([0.5, 0.5], [1, 0]) == average_precision([0.5, 0.5], [0, 1]) == 0.5
+    assert average_precision([0.9, 0.8, 0.1], [1, 1, 0]) == 1.0
+    assert average_precision([0.9, 0.8, 0.1], [0, 0, 1]) == pytest.approx(1 / 3)
+    assert average_precision([0.3, 0.2], [0, 0]) is None  # no positive: undefined, not 0
+    with pytest.raises(ValueError):
+        average_precision([0.1], [1, 0])
+
+
+def test_multilabel_metrics_worked_by_hand():
+    # Columns: a, b, c, and d which no image has. Row 3 is a negative (no class at all).
+    scores = np.array([[0.9, 0.75, 0.6, 0.7],
+                       [0.4, 0.7, 0.1, 0.1],
+                       [0.8, 0.6, 0.3, 0.1],
+                       [0.1, 0.1, 0.2, 0.1]])
+    truth = np.array([[1, 0, 1, 0],
+                      [0, 1, 0, 0],
+                      [1, 0, 1, 0],
+                      [0, 0, 0, 0]], dtype=bool)
+    result = multilabel_metrics(scores, truth)
+    a, b, c, d = result["per_class"]
+    assert a == {"average_precision": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    # b: predicted for rows 0, 1 and 2, right only for row 1; ranked below row 0's false 0.75.
+    assert b == pytest.approx({"average_precision": 0.5, "precision": 1 / 3, "recall": 1.0, "f1": 0.5,
+                               "support": 1})
+    # c: row 2's 0.3 is under the threshold (a miss) but still ranked above every negative.
+    assert c == pytest.approx({"average_precision": 1.0, "precision": 1.0, "recall": 0.5, "f1": 2 / 3,
+                               "support": 2})
+    # d: one false positive; recall, F1 and AP are undefined without a positive, and d is left out of the means.
+    assert d == {"average_precision": None, "precision": 0.0, "recall": None, "f1": None, "support": 0}
+    assert result["mean_average_precision"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    assert result["f1_macro"] == pytest.approx((1.0 + 0.5 + 2 / 3) / 3)
+    # Over all classes: 4 true positives, 3 false positives (b twice, d once), 1 false negative (c).
+    assert result["f1_micro"] == pytest.approx(2 * 4 / (2 * 4 + 3 + 1))
+
+
+def test_multilabel_threshold_is_inclusive_and_no_positive_anywhere_scores_zero():
+    assert multilabel_metrics(np.array([[0.5]]), np.array([[True]]))["f1_micro"] == 1.0
+    assert multilabel_metrics(np.array([[0.5]]), np.array([[True]]), threshold=0.6)["f1_micro"] == 0.0
+    nothing = multilabel_metrics(np.array([[0.9, 0.1]]), np.zeros((1, 2), dtype=bool))
+    assert (nothing["mean_average_precision"], nothing["f1_micro"], nothing["f1_macro"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        multilabel_metrics(np.zeros((2, 3)), np.zeros((2, 2), dtype=bool))
