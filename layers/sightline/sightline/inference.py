@@ -22,12 +22,15 @@ from PIL import Image
 
 from sightline import aws, keys
 from sightline.config import get_settings
-from sightline.contract import CLASSIFICATION, DETECTION, LABELS_FILE, LABELS_FORMAT, MODEL_FILE
+from sightline.contract import CLASSIFICATION, DETECTION, LABELS_FILE, LABELS_FORMAT, MODEL_FILE, MULTILABEL
 from sightline.imaging import InputSpec, to_tensor
 
-# A detector's boxes are noise below this by default; a classifier ranks every class unless asked otherwise.
-DEFAULT_THRESHOLD = {CLASSIFICATION: 0.0, DETECTION: 0.5}
-DEFAULT_MAX_RESULTS = {CLASSIFICATION: 5, DETECTION: 20}
+# A detector's boxes are noise below this by default; a classifier ranks every class unless asked otherwise; a
+# multi-label model answers the classes whose sigmoid says "more likely present than not", all of them.
+DEFAULT_THRESHOLD = {CLASSIFICATION: 0.0, DETECTION: 0.5, MULTILABEL: 0.5}
+DEFAULT_MAX_RESULTS = {CLASSIFICATION: 5, DETECTION: 20, MULTILABEL: 100}
+# The outputs each task's model gives, by role (labels.json ``outputs`` maps a role to the graph's name).
+OUTPUT_ROLES = {CLASSIFICATION: ("logits",), MULTILABEL: ("logits",), DETECTION: ("boxes", "scores", "labels")}
 
 # Sessions kept per warm container. A Lambda container serves one request at a time and a few models fit in
 # its memory and in /tmp; more would trade memory for cold loads that are rare anyway.
@@ -64,17 +67,21 @@ class Predictor:
         if labels.get("format") != LABELS_FORMAT:
             raise ModelArtifactError(f"labels.json format is {labels.get('format')!r}, expected {LABELS_FORMAT!r}")
         self.task: str = labels.get("task", "")
-        if self.task not in (CLASSIFICATION, DETECTION):
+        if self.task not in OUTPUT_ROLES:
             raise ModelArtifactError(f"labels.json task {self.task!r} is not one this version can serve")
         self.classes: list[str] = [str(name) for name in labels.get("classes") or []]
         if not self.classes:
             raise ModelArtifactError("labels.json lists no classes")
+        # A classifier trained with negatives has one logit more, the last: "none of the classes". It takes its
+        # share of the softmax and is never reported.
+        self.background = labels.get("background", False)
+        if not isinstance(self.background, bool) or (self.background and self.task != CLASSIFICATION):
+            raise ModelArtifactError(f"labels.json background {self.background!r} does not fit a {self.task} model")
         try:
             self.input_spec = InputSpec.from_labels(labels)
         except ValueError as error:
             raise ModelArtifactError(str(error)) from None
-        roles = ("logits",) if self.task == CLASSIFICATION else ("boxes", "scores", "labels")
-        self._output_names = _output_names(labels, roles)
+        self._output_names = _output_names(labels, OUTPUT_ROLES[self.task])
 
         source = bytes(model) if isinstance(model, (bytes, bytearray, memoryview)) else os.fspath(model)
         self._session = ort.InferenceSession(
@@ -92,15 +99,18 @@ class Predictor:
         """Predictions for an upright RGB image, best first: ``{"label", "score"}`` plus ``"box"`` for detectors."""
         tensor = to_tensor(image, self.input_spec)
         results = self._session.run(self._output_names, {self.input_spec.name: tensor})
-        if self.task == CLASSIFICATION:
-            return self._classifications(results[0], threshold, max_results)
-        return self._detections(results, image.size, threshold, max_results)
+        if self.task == DETECTION:
+            return self._detections(results, image.size, threshold, max_results)
+        return self._classifications(results[0], threshold, max_results)
 
     def _classifications(self, logits: Any, threshold: float, max_results: int) -> list[dict]:
+        """Classification: the softmax (the background's share dropped); multilabel: each class's sigmoid."""
         values = np.asarray(logits, dtype=np.float64).reshape(-1)
-        if values.size != len(self.classes):
-            raise ModelArtifactError(f"model gives {values.size} logits for {len(self.classes)} classes")
-        scores = softmax(values)
+        expected = len(self.classes) + int(self.background)
+        if values.size != expected:
+            raise ModelArtifactError(f"model gives {values.size} logits for {len(self.classes)} classes"
+                                     + (" and the background" if self.background else ""))
+        scores = sigmoid(values) if self.task == MULTILABEL else softmax(values)[: len(self.classes)]
         ranked = np.argsort(-scores, kind="stable")
         kept = [int(i) for i in ranked if scores[i] >= threshold][:max_results]
         return [{"label": self.classes[i], "score": _score(scores[i])} for i in kept]
@@ -149,6 +159,12 @@ class Predictor:
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - np.max(logits))  # shifted so large logits do not overflow
     return shifted / shifted.sum()
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    # exp of a negative number only, so large logits of either sign do not overflow.
+    e = np.exp(-np.abs(logits))
+    return np.where(logits >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _score(value: float) -> float:

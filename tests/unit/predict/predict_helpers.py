@@ -51,8 +51,10 @@ def _export(module, example, input_name: str, output_names: list[str], dynamic_a
 
 
 @cache
-def build_classifier() -> bytes:
-    """A conv classifier whose class i scores the mean of one input channel: blue, green, red."""
+def build_classifier(background: bool = False) -> bytes:
+    """A conv classifier whose class i scores the mean of one input channel: blue, green, red. As a multi-label
+    model each colour is a class of its own (yellow is green and red). With a ``background``, a fourth logit,
+    minus the mean of all three: "none" wins on a dark image."""
     import torch
     from torch import nn
 
@@ -67,7 +69,10 @@ def build_classifier() -> bytes:
                     self.mix.weight[out_channel, in_channel] = LOGIT_GAIN
 
         def forward(self, x):
-            return torch.flatten(self.pool(self.mix(x)), 1)
+            logits = torch.flatten(self.pool(self.mix(x)), 1)
+            if background:
+                logits = torch.cat([logits, -logits.mean(dim=1, keepdim=True)], dim=1)
+            return logits
 
     example = torch.zeros(1, 3, CLASSIFIER_INPUT["height"], CLASSIFIER_INPUT["width"])
     return _export(ChannelClassifier(), example, "input", ["logits"])
@@ -102,6 +107,10 @@ def classifier_labels(**overrides) -> dict:
         "classes": list(CLASSIFIER_CLASSES), "input": dict(CLASSIFIER_INPUT), "outputs": {"logits": "logits"},
         **overrides,
     }
+
+
+def multilabel_labels(**overrides) -> dict:
+    return classifier_labels(task="multilabel", template="tiny_channel_multilabel", **overrides)
 
 
 def detector_labels(**overrides) -> dict:
