@@ -176,6 +176,10 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
 # Bounded: each lost race means another recorder changed the serving version, which happens rarely.
 _PROMOTION_ATTEMPTS = 10
 
+# metrics.json fields kept out of the version item: a multi-label model's per-class breakdown grows with its
+# classes (thousands would pass DynamoDB's 400 KB item limit). They stay in metrics.json (``artifacts.metrics``).
+_METRICS_ONLY_IN_FILE = ("per_class",)
+
 
 def record_version(event: dict[str, Any]) -> dict[str, Any]:
     """Store a trained version's metrics and artifacts, mark it ready and promote it if it is at least as
@@ -213,7 +217,7 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         model_id,
         version_number,
         VersionStatus.READY,
-        metrics=metrics,
+        metrics={name: value for name, value in metrics.items() if name not in _METRICS_ONLY_IN_FILE},
         artifacts=artifacts,
         classes=classes,
         job_id=job_id or version.get("job_id"),

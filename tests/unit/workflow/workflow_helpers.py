@@ -24,13 +24,13 @@ def add_version(model_id: str, version: int) -> None:
 
 def write_outputs(
     s3, model_id: str, version: int, score: float | None, *, primary: str = "accuracy",
-    classes: list[str] = CLASSES, skip: tuple[str, ...] = (),
+    classes: list[str] = CLASSES, skip: tuple[str, ...] = (), metrics_extra: dict[str, Any] | None = None,
 ) -> None:
     """What the training container leaves under the version's output prefix."""
     prefix = contract.version_prefix(model_id, version)
     metrics = {"task": "classification", "primary_metric": primary, "validation_images": 2, "epochs": 3,
                "device": "cpu", "history": [{"epoch": 1, "train_loss": 0.5}],
-               "onnx_check": {"images": 2, "max_abs_diff": 1e-6, "passed": True}}
+               "onnx_check": {"images": 2, "max_abs_diff": 1e-6, "passed": True}, **(metrics_extra or {})}
     if score is not None:
         metrics[primary] = score
     labels = {
