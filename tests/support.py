@@ -31,6 +31,7 @@ TEST_ENV = {
     "DATA_BUCKET": "sightline-test-data",
     "ARTIFACT_BUCKET": "sightline-test-artifacts",
     "EVENT_BUS_NAME": "sightline-test-bus",
+    "DATASET_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/sightline-test-datasets",
     "TRAINING_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:sightline-test-train",
     "POWERTOOLS_SERVICE_NAME": "sightline-test",
     "POWERTOOLS_METRICS_NAMESPACE": "SightlineTest",
@@ -121,7 +122,11 @@ def create_resources() -> SimpleNamespace:
     for bucket in (TEST_ENV["DATA_BUCKET"], TEST_ENV["ARTIFACT_BUCKET"]):
         s3.create_bucket(Bucket=bucket)
     boto3.client("events").create_event_bus(Name=TEST_ENV["EVENT_BUS_NAME"])
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName=TEST_ENV["DATASET_QUEUE_URL"].rsplit("/", 1)[1])["QueueUrl"]
     return SimpleNamespace(
+        sqs=sqs,
+        dataset_queue_url=queue_url,
         s3=s3,
         dynamodb=dynamodb,
         table=boto3.resource("dynamodb").Table(TEST_ENV["TABLE_NAME"]),

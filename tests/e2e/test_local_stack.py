@@ -86,6 +86,28 @@ def test_coco_registers_once_its_images_arrive(datasets):
     assert sum(boxes["classes"].values()) == expected
 
 
+def test_a_dataset_is_browsed_by_class_then_deleted_with_its_uploads(stack, api):
+    """Images listed with thumbnails a browser can fetch; DELETE goes through the queue to the register function."""
+    s3, bucket = stack.client("s3"), stack.output("DataBucketName")
+    big = Image.new("RGB", (640, 480), (200, 30, 30))
+    s3.put_object(Bucket=bucket, Key="datasets/doomed/red/big.png", Body=synthetic.encode(big))
+    s3.put_object(Bucket=bucket, Key="datasets/doomed/blue/small.png",
+                  Body=synthetic.encode(Image.new("RGB", (32, 32), (30, 30, 200))))
+    api.wait_for("/v1/datasets/doomed", lambda d: d["images"] == 2, timeout=120)
+
+    [red] = api.get("/v1/datasets/doomed/images?class=red").json()["images"]
+    with urllib.request.urlopen(red["thumbnail_url"], timeout=30) as response:  # presigned: no credentials
+        with Image.open(response) as thumbnail:
+            assert (thumbnail.format, thumbnail.size) == ("JPEG", (256, 192))
+
+    assert api.request("DELETE", "/v1/datasets/doomed").status == 202
+    deadline = time.monotonic() + 120
+    while api.get("/v1/datasets/doomed").status != 404:
+        assert time.monotonic() < deadline, "the dataset was not deleted within 120 s"
+        time.sleep(1)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="datasets/doomed/")["KeyCount"] == 0
+
+
 def test_uploads_with_the_api_key_alone_register_and_an_added_image_joins_them(stack, api):
     """A client with the API key and no AWS credentials: presigned PUT with plain HTTP, then one labelled image."""
     archive = synthetic.classification_zip(per_class=3, size=32, seed=11)

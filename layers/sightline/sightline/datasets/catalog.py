@@ -109,6 +109,13 @@ class AnnotatedImage:
     image: StoredImage
     boxes: list[Box]
     path: str  # the annotation file the boxes came from
+    seen: set[Box] = field(default_factory=set, repr=False, compare=False)
+
+    def add(self, box: Box) -> None:
+        """Keep ``box`` unless the image has it already (the same image listed twice in one file counts once)."""
+        if box not in self.seen:
+            self.seen.add(box)
+            self.boxes.append(box)
 
 
 # Training needs this many examples of every class (images for classification, images with the class's boxes for
@@ -516,10 +523,8 @@ class _Join:
                 self.issues.add(path, f"{found.path} had {len(earlier.boxes)} box(es) from {earlier.path}; this "
                                       f"later upload's {len(boxes)} replace them")
             self.detection[sha] = AnnotatedImage(found.image, [], path)
-        annotated = self.detection[sha]
         for box in boxes:
-            if box not in annotated.boxes:  # the same image listed twice in one file counts once
-                annotated.boxes.append(box)
+            self.detection[sha].add(box)
 
 
 def _shown(labels: tuple[str, ...]) -> str:

@@ -29,7 +29,8 @@ DELETE_DATASET = "delete-dataset"
 # One message deletes for at most this long, then queues its continuation (the function may run 900 s).
 STEP_SECONDS = 600
 S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
-DYNAMO_WRITE_BATCH = 25
+# A step that ran out of time, or met a recompute still finishing, continues after this pause.
+CONTINUE_AFTER_SECONDS = 5
 
 
 def request_deletion(name: str) -> dict[str, Any]:
@@ -72,7 +73,7 @@ def delete_dataset_step(document: dict[str, Any]) -> list[dict[str, Any]]:
     deadline = time.monotonic() + STEP_SECONDS
     finished = delete_dataset(name, deadline=deadline)
     if not finished:
-        queued_work.enqueue(DELETE_DATASET, {"dataset": name})
+        queued_work.enqueue(DELETE_DATASET, {"dataset": name}, delay_seconds=CONTINUE_AFTER_SECONDS)
     return [{"key": f"{DATASETS_PREFIX}{name}/", "dataset": None, "status": "deleted" if finished else "deleting"}]
 
 
@@ -85,9 +86,17 @@ def delete_dataset(name: str, *, deadline: float) -> bool:
         return True
     if not _delete_uploads(name, deadline) or not _delete_items(name, deadline):
         return False
-    table.delete_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META},
-                      ConditionExpression="#status = :deleting", ExpressionAttributeNames={"#status": "status"},
-                      ExpressionAttributeValues={":deleting": str(DatasetStatus.DELETING)})
+    try:
+        # Not while a recompute that began before the deletion still writes items (it stops at its next step).
+        table.delete_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META},
+                          ConditionExpression="#status = :deleting AND (attribute_not_exists(lease_owner) OR "
+                                              "lease_until < :now)",
+                          ExpressionAttributeNames={"#status": "status"},
+                          ExpressionAttributeValues={":deleting": str(DatasetStatus.DELETING), ":now": int(time.time())})
+    except ClientError as error:
+        if aws.is_condition_failed(error):
+            return False
+        raise
     logger.info("dataset deleted", extra={"dataset": name})
     return True
 
@@ -98,7 +107,7 @@ def _delete_uploads(name: str, deadline: float) -> bool:
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{DATASETS_PREFIX}{name}/"):
         _delete_objects(bucket, [obj["Key"] for obj in page.get("Contents", [])])
-        if time.monotonic() > deadline:
+        if page.get("IsTruncated") and time.monotonic() > deadline:
             return False
     return True
 

@@ -21,7 +21,8 @@ from sightline.contract import CLASSIFICATION, DETECTION, MULTILABEL
 from sightline.datasets.formats import groundtruth
 from sightline.datasets.formats.base import MIN_BOX_SIDE, Box, clean_label, finite_number, label_problem
 from sightline.datasets.images import ImageInfo, InvalidImage, inspect_image
-from sightline.datasets.paths import DATASETS_PREFIX, dataset_name_problem
+from sightline.datasets import store
+from sightline.datasets.paths import DATASETS_PREFIX
 from sightline.errors import BadRequest, PayloadTooLarge
 
 API_FOLDER = "api"  # datasets/<name>/api/<sha256>.<ext> and .manifest
@@ -175,9 +176,7 @@ def manifest_line(source_ref: str, image: LabelledImage) -> str:
 
 def add_image(dataset: str, request: dict[str, Any]) -> dict[str, Any]:
     """``POST /v1/datasets/{name}/images``: write the image and its manifest line; registration follows."""
-    problem = dataset_name_problem(dataset)
-    if problem:
-        raise BadRequest(problem, code="invalid_dataset_name")
+    store.check_accepts_uploads(dataset)
     image = parse_request(request)
     bucket = get_settings().data_bucket
     stem = f"{DATASETS_PREFIX}{dataset}/{API_FOLDER}/{image.info.sha256}"

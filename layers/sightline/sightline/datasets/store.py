@@ -12,8 +12,8 @@ from sightline.config import get_settings
 from sightline.contract import TASKS, DatasetStatus
 from sightline.datasets import catalog
 from sightline.datasets.images import THUMBNAIL_SIDE
-from sightline.datasets.paths import is_valid_dataset_name
-from sightline.errors import BadRequest, NotFound
+from sightline.datasets.paths import dataset_name_problem, is_valid_dataset_name
+from sightline.errors import BadRequest, Conflict, NotFound
 
 
 def migrate_dataset_status(item: dict[str, Any]) -> DatasetStatus:
@@ -24,7 +24,7 @@ def migrate_dataset_status(item: dict[str, Any]) -> DatasetStatus:
     dataset writes it for good). Everything today's code writes passes through unchanged.
     """
     status = item.get("status")
-    if status in (DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID):
+    if status in (DatasetStatus.READY, DatasetStatus.EMPTY, DatasetStatus.INVALID, DatasetStatus.DELETING):
         return DatasetStatus(status)
     return catalog.dataset_status(bool(item.get("tasks")), int(item.get("issue_count") or 0))
 
@@ -99,6 +99,17 @@ def get_dataset_summary(name: str) -> dict[str, Any] | None:
         return None
     item = _table().get_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META}).get("Item")
     return dataset_summary(public_dataset(item)) if item else None
+
+
+def check_accepts_uploads(name: str) -> None:
+    """``BadRequest`` for a name that cannot be a dataset's, ``Conflict`` while the dataset is being deleted (an
+    upload then would be deleted with it, or outlive it half-registered)."""
+    problem = dataset_name_problem(name)
+    if problem:
+        raise BadRequest(problem, code="invalid_dataset_name")
+    dataset = get_dataset_summary(name)
+    if dataset is not None and dataset["status"] == DatasetStatus.DELETING:
+        raise Conflict(f"dataset {name!r} is being deleted; upload again once it is gone", code="dataset_deleting")
 
 
 def _query_prefix(name: str, prefix: str, *, consistent: bool = False, after: str | None = None,

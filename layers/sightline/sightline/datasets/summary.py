@@ -4,25 +4,25 @@ The summary is several kinds of items under the dataset's partition, so none out
 limit however many classes, images or issues a dataset has:
 
 - ``META``: status, counts, tasks, formats, duplicates, readiness to train, training digests;
-- ``CLASS#<label>``: images and boxes per class;
+- ``CLASS#<label>``: images, boxes and examples per class;
 - ``ISSUE#<n>``: the issues, in the order found (the first ``catalog.DATASET_ISSUE_LIMIT``; all are counted);
 - ``ENTRY#<sha256>``: one per image, with its labels or boxes (``GET /v1/datasets/{name}/images``), mirrored by
   ``IMAGE#<sha256> / REF#DATASET#<name>``, which says the stored image is in use (``DELETE`` reads it).
 
-Only what changed is written. Recomputes of one dataset may overlap (several batches at once): each first
-*claims* the dataset (``claimed_at``, conditional on being the newest), then writes its changes in transactions
-that check the claim is still its own, so an older recompute can never overwrite a newer one's items, and the
-newest one always reads the items it diffs against after every older write has landed or failed.
+Only what changed is written. One recompute of a dataset runs at a time: it holds a lease on META (longer than
+the function may run, so it cannot outlive it). A recompute asked for while another runs marks the dataset
+``dirty`` and leaves; the running one sees the mark when it lets go and runs once more, so no change is lost and
+the items are never written by two recomputes at once (which is what lets them be plain batch writes).
 """
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from sightline import aws, events, keys
@@ -34,34 +34,40 @@ from sightline.datasets.issues import Issue
 logger = Logger(child=True)
 
 DATASET_UPDATED = "DatasetUpdated"
-# DynamoDB takes at most 100 actions per transaction; one is the claim check.
-TRANSACTION_ACTIONS = 100
-TRANSACTION_ATTEMPTS = 5
+# Longer than the register function may run (900 s): a lease outlives its holder only when the holder crashed.
+LEASE_SECONDS = 960
+# A recompute that keeps finding new changes still ends (the last mark is left for the next batch's recompute).
+MAX_RUNS = 10
 MAX_LISTED_TOO_SMALL = 20  # reasons per task kept on the META item (all are counted)
 
-_serializer = TypeSerializer()
 
-
-class ClaimLost(Exception):
-    """A newer recompute of the dataset took over; this one stops without writing more."""
-
-
-def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, Any]:
-    """Rebuild the dataset's summary from all its source items and store what changed, unless a newer recompute
-    did. ``listed_at`` orders recomputes (defaults to now, taken before reading). Returns the dataset in its
-    public shape: this recompute's, or the stored one when a newer recompute took over."""
-    if listed_at is None:
-        listed_at = time.time_ns()
-    if not _claim(name, listed_at):
-        logger.info("a newer recompute of the dataset is under way or done", extra={"dataset": name})
-        return store.get_dataset(name, consistent=True) or {"name": name}
-    contents = catalog.dataset_contents(name)
+def recompute_dataset(name: str) -> dict[str, Any]:
+    """Rebuild the dataset's summary from all its source items and store what changed; when another recompute
+    holds the dataset, leave it a mark to run again instead. Returns the dataset in its public shape (this
+    recompute's, or the stored one when another recompute will write it)."""
+    token = uuid.uuid4().hex
+    if not _acquire(name, token):
+        _mark_dirty(name)
+        # The holder may have let go between the two calls, missing the mark: try once more.
+        if not _acquire(name, token):
+            logger.info("dataset marked for the recompute under way", extra={"dataset": name})
+            return store.get_dataset(name, consistent=True) or {"name": name}
     try:
-        _sync_derived_items(name, listed_at, _derived_items(contents))
-        dataset = _write_meta(name, listed_at, contents)
-    except ClaimLost:
-        logger.info("a newer recompute took over the dataset", extra={"dataset": name})
-        return store.get_dataset(name, consistent=True) or {"name": name}
+        for _ in range(MAX_RUNS):
+            _clear_dirty(name)  # before reading the sources: a mark after this is a change this run may miss
+            contents = catalog.dataset_contents(name)
+            _sync_derived_items(name, _derived_items(contents))
+            dataset = _write_meta(name, token, contents)
+            if dataset is None:  # a deletion started: leave the rest to it
+                _release(name, token, force=True)
+                return {"name": name, "status": str(DatasetStatus.DELETING)}
+            if _release(name, token):
+                break
+        else:
+            _release(name, token, force=True)
+    except BaseException:
+        _release(name, token, force=True)
+        raise
     events.publish(
         DATASET_UPDATED,
         {
@@ -77,34 +83,17 @@ def recompute_dataset(name: str, *, listed_at: int | None = None) -> dict[str, A
     return dataset
 
 
-# ---------------------------------------------------------------- the claim
+# ---------------------------------------------------------------- the lease
 
 
 def _meta_key(name: str) -> dict[str, str]:
     return {"pk": keys.dataset_pk(name), "sk": keys.META}
 
 
-def _claim(name: str, listed_at: int) -> bool:
-    """Make this recompute the dataset's newest; False when a newer one claimed it or the dataset is being deleted.
-    A dataset seen for the first time gets its META item here (status ``empty`` until the summary lands)."""
+def _update_meta(name: str, **request: Any) -> bool:
+    """A conditional update of META; False when its condition does not hold."""
     try:
-        aws.table(get_settings().table_name).update_item(
-            Key=_meta_key(name),
-            UpdateExpression=(
-                "SET claimed_at = :listed_at, #name = if_not_exists(#name, :name), "
-                "#status = if_not_exists(#status, :empty), created_at = if_not_exists(created_at, :now), "
-                "gsi1pk = :index, gsi1sk = :name"
-            ),
-            ConditionExpression=(
-                "(attribute_not_exists(claimed_at) OR claimed_at < :listed_at) "
-                "AND (attribute_not_exists(#status) OR #status <> :deleting)"
-            ),
-            ExpressionAttributeNames={"#name": "name", "#status": "status"},
-            ExpressionAttributeValues={
-                ":listed_at": listed_at, ":name": name, ":empty": str(DatasetStatus.EMPTY), ":now": aws.utc_now(),
-                ":index": keys.DATASETS_INDEX_PK, ":deleting": str(DatasetStatus.DELETING),
-            },
-        )
+        aws.table(get_settings().table_name).update_item(Key=_meta_key(name), **request)
         return True
     except ClientError as error:
         if aws.is_condition_failed(error):
@@ -112,15 +101,45 @@ def _claim(name: str, listed_at: int) -> bool:
         raise
 
 
-def _claim_check(name: str, listed_at: int) -> dict[str, Any]:
-    return {
-        "ConditionCheck": {
-            "TableName": get_settings().table_name,
-            "Key": {"pk": {"S": keys.dataset_pk(name)}, "sk": {"S": keys.META}},
-            "ConditionExpression": "claimed_at = :listed_at",
-            "ExpressionAttributeValues": {":listed_at": {"N": str(listed_at)}},
-        }
-    }
+def _acquire(name: str, token: str) -> bool:
+    """Hold the dataset's lease unless a live one is held or the dataset is being deleted. A dataset seen for the
+    first time gets its META item here (status ``empty`` until the summary lands)."""
+    now = time.time()
+    return _update_meta(
+        name,
+        UpdateExpression=(
+            "SET lease_owner = :token, lease_until = :until, #name = if_not_exists(#name, :name), "
+            "#status = if_not_exists(#status, :empty), created_at = if_not_exists(created_at, :created), "
+            "gsi1pk = :index, gsi1sk = :name"
+        ),
+        ConditionExpression=(
+            "(attribute_not_exists(lease_owner) OR lease_until < :now) "
+            "AND (attribute_not_exists(#status) OR #status <> :deleting)"
+        ),
+        ExpressionAttributeNames={"#name": "name", "#status": "status"},
+        ExpressionAttributeValues={
+            ":token": token, ":until": int(now + LEASE_SECONDS), ":now": int(now), ":name": name,
+            ":empty": str(DatasetStatus.EMPTY), ":created": aws.utc_now(), ":index": keys.DATASETS_INDEX_PK,
+            ":deleting": str(DatasetStatus.DELETING),
+        },
+    )
+
+
+def _mark_dirty(name: str) -> None:
+    _update_meta(name, UpdateExpression="SET dirty = :true", ConditionExpression="attribute_exists(pk)",
+                 ExpressionAttributeValues={":true": True})
+
+
+def _clear_dirty(name: str) -> None:
+    _update_meta(name, UpdateExpression="REMOVE dirty", ConditionExpression="attribute_exists(pk)")
+
+
+def _release(name: str, token: str, *, force: bool = False) -> bool:
+    """Let go of the lease; False (still held) when the dataset was marked meanwhile and must run again."""
+    condition = "lease_owner = :token" + ("" if force else " AND attribute_not_exists(dirty)")
+    released = _update_meta(name, UpdateExpression="REMOVE lease_owner, lease_until", ConditionExpression=condition,
+                            ExpressionAttributeValues={":token": token})
+    return released or force
 
 
 # ---------------------------------------------------------------- the derived items
@@ -152,64 +171,42 @@ def _comparable(attributes: dict[str, Any]) -> Any:
     return aws.from_dynamo(aws.to_dynamo({k: v for k, v in attributes.items() if k not in ("pk", "sk")}))
 
 
-def _sync_derived_items(name: str, listed_at: int, desired: dict[str, dict[str, Any]]) -> None:
-    """Write what differs between ``desired`` and the stored items; raise ``ClaimLost`` when overtaken."""
-    table_name = get_settings().table_name
+def _sync_derived_items(name: str, desired: dict[str, dict[str, Any]]) -> None:
+    """Write what differs between ``desired`` and the stored items (the lease makes this recompute the only
+    writer)."""
     pk = keys.dataset_pk(name)
     stored = {item["sk"]: item for item in stored_derived_items(name)}
-    actions: list[dict[str, Any]] = []
-    for sk, attributes in desired.items():
-        if sk in stored and _comparable(stored[sk]) == _comparable(attributes):
-            continue
-        actions.append(_put(table_name, {"pk": pk, "sk": sk, **attributes}))
-        if sk.startswith("ENTRY#") and sk not in stored:
-            actions.append(_put(table_name, {"pk": keys.image_pk(attributes["sha256"]), "sk": keys.dataset_ref_sk(name),
-                                             "dataset": name, "key": attributes["key"]}))
-    for sk in stored.keys() - desired.keys():
-        actions.append(_delete(table_name, pk, sk))
-        if sk.startswith("ENTRY#"):
-            actions.append(_delete(table_name, keys.image_pk(sk.removeprefix("ENTRY#")), keys.dataset_ref_sk(name)))
-    step = TRANSACTION_ACTIONS - 1
-    for start in range(0, len(actions), step):
-        _transact(actions[start:start + step], name, listed_at)
-    if actions:
-        logger.info("dataset items written", extra={"dataset": name, "actions": len(actions)})
-
-
-def _put(table_name: str, item: dict[str, Any]) -> dict[str, Any]:
-    return {"Put": {"TableName": table_name,
-                    "Item": {k: _serializer.serialize(aws.to_dynamo(v)) for k, v in item.items()}}}
-
-
-def _delete(table_name: str, pk: str, sk: str) -> dict[str, Any]:
-    return {"Delete": {"TableName": table_name, "Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
-
-
-def _transact(actions: list[dict[str, Any]], name: str, listed_at: int) -> None:
-    for attempt in range(TRANSACTION_ATTEMPTS):
-        try:
-            aws.client("dynamodb").transact_write_items(TransactItems=[_claim_check(name, listed_at), *actions])
-            return
-        except ClientError as error:
-            reasons = error.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                raise ClaimLost(name) from None
-            if not aws.is_transaction_lost(error) or attempt == TRANSACTION_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * 2**attempt)  # a conflict with another transaction on the same items
+    written = 0
+    with aws.table(get_settings().table_name).batch_writer() as writer:
+        for sk, attributes in desired.items():
+            if sk in stored and _comparable(stored[sk]) == _comparable(attributes):
+                continue
+            written += 1
+            writer.put_item(Item=aws.to_dynamo({"pk": pk, "sk": sk, **attributes}))
+            if sk.startswith("ENTRY#") and sk not in stored:
+                writer.put_item(Item={"pk": keys.image_pk(attributes["sha256"]), "sk": keys.dataset_ref_sk(name),
+                                      "dataset": name, "key": attributes["key"]})
+        for sk in stored.keys() - desired.keys():
+            written += 1
+            writer.delete_item(Key={"pk": pk, "sk": sk})
+            if sk.startswith("ENTRY#"):
+                writer.delete_item(Key={"pk": keys.image_pk(sk.removeprefix("ENTRY#")), "sk": keys.dataset_ref_sk(name)})
+    if written:
+        logger.info("dataset items written", extra={"dataset": name, "items": written})
 
 
 # ---------------------------------------------------------------- META
 
 
-def _write_meta(name: str, listed_at: int, contents: catalog.DatasetContents) -> dict[str, Any]:
+def _write_meta(name: str, token: str, contents: catalog.DatasetContents) -> dict[str, Any] | None:
+    """Store the summary on META; None when the dataset began to be deleted meanwhile."""
+    class_stats = contents.class_stats()
     too_small = contents.too_small()
     values = {
         "status": contents.status(),
         "images": contents.image_count,
         "annotations": contents.annotation_count,
-        "class_count": len(contents.class_stats()),
-        "example_count": sum(contents.classes().values()),
+        "class_count": len(class_stats),
         "tasks": contents.tasks(),
         "formats": contents.formats,
         "negatives": len(contents.negatives),
@@ -218,7 +215,6 @@ def _write_meta(name: str, listed_at: int, contents: catalog.DatasetContents) ->
                       for task, reasons in too_small.items()},
         "issue_count": contents.issues.count,
         "training_digests": contents.training_digests(),
-        "listed_at": listed_at,
         "updated_at": aws.utc_now(),
     }
     names = {f"#{field}": field for field in values}
@@ -227,18 +223,18 @@ def _write_meta(name: str, listed_at: int, contents: catalog.DatasetContents) ->
             Key=_meta_key(name),
             # classes and issues lived on this item before they were items of their own.
             UpdateExpression="SET " + ", ".join(f"#{field} = :{field}" for field in values) + " REMOVE classes, issues",
-            ConditionExpression="claimed_at = :listed_at",
+            ConditionExpression="lease_owner = :token AND #status <> :deleting",
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues={f":{field}": aws.to_dynamo(value) for field, value in values.items()},
+            ExpressionAttributeValues={**{f":{field}": aws.to_dynamo(value) for field, value in values.items()},
+                                       ":token": token, ":deleting": str(DatasetStatus.DELETING)},
             ReturnValues="ALL_NEW",
         )
     except ClientError as error:
         if aws.is_condition_failed(error):
-            raise ClaimLost(name) from None
+            return None
         raise
-    return store.public_dataset(
-        response["Attributes"], classes=contents.class_stats(), issues=_first_issues(contents.issues.items),
-    )
+    return store.public_dataset(response["Attributes"], classes=class_stats,
+                                issues=_first_issues(contents.issues.items))
 
 
 def _first_issues(issues: list[Issue]) -> list[Issue]:

@@ -25,10 +25,10 @@ from sightline.datasets.paths import (
     FileKind,
     InvalidKey,
     classify_file,
-    dataset_name_problem,
     parse_object_key,
     unsupported_reason,
 )
+from sightline.datasets import store
 from sightline.datasets.sources import MAX_ANNOTATION_FILE_BYTES, MAX_IMAGE_FILE_BYTES
 from sightline.errors import BadRequest, NotFound
 
@@ -66,9 +66,7 @@ class UploadFile:
 
 
 def _check_dataset(name: str) -> None:
-    problem = dataset_name_problem(name)
-    if problem:
-        raise BadRequest(problem, code="invalid_dataset_name")
+    store.check_accepts_uploads(name)
 
 
 def _check_fields(entry: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
