@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -65,3 +66,31 @@ def test_extension_comes_from_the_content_not_the_name(datasets):
 
     [item] = store.dataset_items(["x"], "classification")
     assert item["image"]["key"].endswith(".png")
+
+
+def test_a_16_bit_tiff_registers_and_its_thumbnail_keeps_its_greys():
+    from sightline.datasets.images import make_thumbnail, needs_thumbnail
+
+    buffer = io.BytesIO()
+    samples = np.zeros((300, 600), dtype=np.uint16)
+    samples[:, :300] = 30_000  # left half mid-grey, right half black
+    grey = Image.fromarray(samples)  # mode I;16
+    grey.save(buffer, format="TIFF")
+    info = inspect_image(buffer.getvalue(), max_pixels=1_000_000)
+    assert (info.extension, info.width, info.height) == ("tiff", 600, 300) and needs_thumbnail(info)
+
+    with Image.open(io.BytesIO(make_thumbnail(buffer.getvalue()))) as thumbnail:
+        assert (thumbnail.mode, thumbnail.size) == ("RGB", (256, 128))
+        left, right = thumbnail.getpixel((60, 64)), thumbnail.getpixel((200, 64))
+    assert abs(left[0] - round(30_000 / 257)) <= 3 and right[0] <= 3  # not clipped to white
+
+
+def test_a_thumbnail_is_upright_as_the_exif_orientation_says():
+    from sightline.datasets.images import make_thumbnail
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 800x400, shown 400x800
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 400), (200, 10, 10)).save(buffer, format="JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(make_thumbnail(buffer.getvalue()))) as thumbnail:
+        assert thumbnail.size == (128, 256)

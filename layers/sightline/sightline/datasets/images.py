@@ -6,7 +6,9 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image
+
+from sightline.imaging import to_rgb, upright
 
 # Pillow format name -> the extension of the content-addressed copy (taken from the content, not the file name).
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff"}
@@ -90,10 +92,7 @@ def make_thumbnail(data: bytes) -> bytes:
     on its longer side; 16-bit and palette images are brought to 8-bit RGB."""
     with Image.open(io.BytesIO(data), formats=_ALLOWED_FORMATS) as image:
         image.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))  # JPEG decodes at a reduced scale: much faster
-        upright = ImageOps.exif_transpose(image)
-        if upright.mode in ("I;16", "I;16B", "I;16L", "I"):
-            upright = upright.point(lambda value: value / 256).convert("L")
-        rgb = upright.convert("RGB")
+        rgb = to_rgb(upright(image))  # as training and predict see it
         rgb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
         buffer = io.BytesIO()
         rgb.save(buffer, format="JPEG", quality=85)
