@@ -20,7 +20,7 @@ from sightline.contract import (CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABE
                                 MULTILABEL)
 from sightline.templates import TrainingTemplate, template_for
 
-from sightline_training import data, engine, export, metrics as measures, storage
+from sightline_training import data, engine, export, metrics as measures, progress, storage
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
 from sightline_training.config import JobConfig
 from sightline_training.errors import InvalidInput, JobFailed
@@ -150,6 +150,8 @@ def run_job(config: JobConfig) -> dict[str, Any]:
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "learning_rate": learning_rate, **scores,
                             "seconds": round(time.monotonic() - started, 3)})
             log.info("epoch %d/%d: %s", epoch + 1, epochs, json.dumps(history[-1]))
+            progress.report(progress.progress_document(history, epochs, len(plan.train_items),
+                                                       PRIMARY_METRIC[template.task]), config.output_uri)
             save_checkpoint({"args": plan.args, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "lr_scheduler": lr_scheduler.state_dict(), "scaler": scaler.state_dict(),
                              "epoch": epoch, "history": history}, checkpoint_path, config.checkpoint_uri)

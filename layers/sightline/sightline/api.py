@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_registry, retraining, templates, training_spec, workflow
-from sightline.contract import TASKS
+from sightline.contract import TASKS, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
 from sightline.datasets.paths import is_valid_dataset_name
@@ -281,7 +281,17 @@ def list_versions(model_id: str) -> dict:
 
 @route("GET", "/v1/models/<model_id>/versions/<version>")
 def get_version(model_id: str, version: str) -> dict:
-    return model_registry.get_version(model_id, _version_number(version))
+    """The version; while it trains, with the job's ``progress`` (epochs, loss, metric, speed, ETA, history)."""
+    number = _version_number(version)
+    answer = model_registry.get_version(model_id, number)
+    if answer["status"] == VersionStatus.TRAINING:
+        answer["progress"] = workflow.training_progress(model_id, number)
+    return answer
+
+
+@route("POST", "/v1/models/<model_id>/versions/<version>/cancel")
+def cancel_version(model_id: str, version: str) -> dict:
+    return workflow.cancel_training(model_id, _version_number(version))
 
 
 # ---------------------------------------------------------------- request checks

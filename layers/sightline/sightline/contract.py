@@ -25,6 +25,9 @@ MANIFEST_FORMAT = "sightline.manifest/v1"
 MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
+# Written by the training job after every epoch beside its outputs (not one of them: a run may stop any time).
+PROGRESS_FILE = "progress.json"
+PROGRESS_FORMAT = "sightline.progress/v1"
 CHECKPOINT_FILE = "checkpoint.pt"
 MANIFEST_FILE = "manifest.json"
 # What a finished training job publishes under its output URI; metrics.json goes last (it marks completeness).
@@ -76,6 +79,7 @@ class VersionStatus(StrEnum):
     TRAINING = "training"
     READY = "ready"  # trained; ``promoted`` says whether it serves (or served)
     FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped on request (POST .../cancel); never serves
 
 
 class ModelStatus(StrEnum):
@@ -100,9 +104,11 @@ DATASET_TRANSITIONS: dict[DatasetStatus | None, frozenset[DatasetStatus]] = {
 }
 VERSION_TRANSITIONS: dict[VersionStatus | None, frozenset[VersionStatus]] = {
     None: frozenset({VersionStatus.TRAINING}),
-    VersionStatus.TRAINING: frozenset({VersionStatus.READY, VersionStatus.FAILED}),
+    VersionStatus.TRAINING: frozenset({VersionStatus.READY, VersionStatus.FAILED, VersionStatus.CANCELLED}),
     VersionStatus.READY: frozenset(),  # final; promotion is the separate ``promoted`` flag
     VersionStatus.FAILED: frozenset(),  # final; a retry is a new version
+    # Final: the run's own end (an ABORTED execution, a job that finished anyway) never overwrites it.
+    VersionStatus.CANCELLED: frozenset(),
 }
 MODEL_TRANSITIONS: dict[ModelStatus | None, frozenset[ModelStatus]] = {
     None: frozenset({ModelStatus.TRAINING}),

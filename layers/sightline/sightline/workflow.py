@@ -20,6 +20,8 @@ from sightline.contract import (
     LABELS_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    PROGRESS_FILE,
+    PROGRESS_FORMAT,
     VERSION_TRANSITIONS,
     JobEnvironment,
     ModelStatus,
@@ -337,6 +339,54 @@ def _mark_failed(model_id: str, version_number: int, reason: str) -> bool:
     if not model_registry.fail_model_without_serving_version(model_id, reason):
         model_registry.update_model(model_id, failure_reason=reason)
     return True
+
+
+# ---------------------------------------------------------------- cancel and progress
+
+
+def cancel_training(model_id: str, version_number: int) -> dict[str, Any]:
+    """``POST /v1/models/{id}/versions/{v}/cancel``: the version becomes ``cancelled`` at once (a final state, so
+    the run's own end cannot overwrite it), its execution is stopped (which stops its Batch job), and the serving
+    version, if any, keeps serving. Cancelling a cancelled version again answers the same; any other finished
+    version is a 409."""
+    version = model_registry.get_version(model_id, version_number)
+    if version["status"] == VersionStatus.CANCELLED:
+        return _cancelled(model_id, version_number)
+    reason = "cancelled on request"
+    if not _finish_version(model_id, version_number, VersionStatus.CANCELLED, failure_reason=reason):
+        status = model_registry.get_version(model_id, version_number)["status"]
+        if status == VersionStatus.CANCELLED:
+            return _cancelled(model_id, version_number)
+        raise Conflict(f"version {version_number} of model {model_id!r} is {status}, not training; only a training "
+                       "version can be cancelled", code="version_not_training")
+    if version.get("execution_arn"):
+        try:
+            aws.client("stepfunctions").stop_execution(executionArn=version["execution_arn"], cause=reason)
+        except ClientError as error:  # already over: nothing left to stop
+            logger.info("execution already stopped", extra={"error": aws.error_message(error)})
+    if version.get("job_id"):
+        try:
+            aws.client("batch").terminate_job(jobId=version["job_id"], reason=reason)
+        except ClientError as error:
+            logger.info("job already over", extra={"error": aws.error_message(error)})
+    model_registry.fail_model_without_serving_version(model_id, f"version {version_number} was cancelled")
+    events.publish("ModelVersionCancelled", {"model_id": model_id, "version": version_number})
+    logger.info("version cancelled", extra={"model_id": model_id, "version": version_number})
+    return _cancelled(model_id, version_number)
+
+
+def _cancelled(model_id: str, version_number: int) -> dict[str, Any]:
+    return {"model_id": model_id, "version": version_number, "status": str(VersionStatus.CANCELLED)}
+
+
+def training_progress(model_id: str, version_number: int) -> dict[str, Any] | None:
+    """What the training job last wrote about its epochs (``progress.json``), or None before the first epoch.
+    Unreadable progress is left out rather than failing the answer: it is a view, not a record."""
+    try:
+        document = _read_json(version_prefix(model_id, version_number) + PROGRESS_FILE)
+    except TrainingOutputInvalid:
+        return None
+    return document if isinstance(document, dict) and document.get("format") == PROGRESS_FORMAT else None
 
 
 # ---------------------------------------------------------------- helpers

@@ -44,7 +44,12 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     assert run(manifest, tmp_path, "mobilenet_v3_small", CLASSIFIER_PARAMS) == 0
 
     out = tmp_path / "job" / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "metrics.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "metrics.json", "model.onnx", "progress.json"]
+    progress = json.loads((out / "progress.json").read_text())
+    assert (progress["format"], progress["epoch"], progress["epochs"], progress["eta_seconds"]) == (
+        "sightline.progress/v1", 1, 1, 0.0)
+    assert progress["metric"]["name"] == "accuracy" and progress["images_per_second"] > 0
+    assert [entry["epoch"] for entry in progress["history"]] == [1]
     labels = json.loads((out / "labels.json").read_text())
     assert labels == {
         "format": "sightline.labels/v1", "task": "classification", "template": "mobilenet_v3_small",
