@@ -137,6 +137,30 @@ def test_uploads_with_the_api_key_alone_register_and_an_added_image_joins_them(s
     assert dataset["classes"] == {"circle": 4, "square": 3} and "groundtruth" in dataset["formats"]
 
 
+def test_a_training_version_shows_its_progress_and_stops_when_cancelled(stack, api, datasets):
+    model_id = _train(api, {
+        "name": "cancelled", "task": "classification", "datasets": ["shapes"],
+        "params": {"epochs": 50, "image_size": 64, "batch_size": 8},
+    })
+    version = api.wait_for(f"/v1/models/{model_id}/versions/1", lambda v: v.get("progress"), timeout=TRAINING_TIMEOUT)
+    progress = version["progress"]
+    assert progress["epochs"] == 50 and progress["epoch"] >= 1 and progress["eta_seconds"] > 0
+    assert len(progress["history"]) == progress["epoch"] and progress["metric"]["name"] == "accuracy"
+
+    cancelled = api.post(f"/v1/models/{model_id}/versions/1/cancel")
+    assert (cancelled.status, cancelled.json()["status"]) == (200, "cancelled"), cancelled.body
+    batch = stack.client("batch")
+    [queue] = batch.describe_job_queues()["jobQueues"]  # the template's one training queue
+    [job] = batch.list_jobs(jobQueue=queue["jobQueueArn"],
+                            filters=[{"name": "JOB_NAME", "values": [f"sightline-{model_id}-v1"]}])["jobSummaryList"]
+    deadline = time.monotonic() + 60
+    while batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]["status"] not in ("FAILED", "SUCCEEDED"):
+        assert time.monotonic() < deadline, "the cancelled job is still running after 60 s"
+        time.sleep(1)
+    assert batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]["status"] == "FAILED"
+    assert api.get(f"/v1/models/{model_id}/versions/1").json()["status"] == "cancelled"
+
+
 def test_unknown_model_is_404(api):
     response = api.post("/v1/models/mdl-doesnotexist/predict", synthetic.encode(Image.new("RGB", (8, 8))), content_type="image/png")
     assert response.status == 404

@@ -19,6 +19,13 @@ class Settings:
     max_archive_members: int
     validation_fraction: float
     dataset_queue_url: str  # the register function's queue: S3 notifications and queued work
+    training_job_queue: str  # the Batch job queue training jobs run in (cancelling finds a version's job there)
+    # A zip with more entries, or expanding to more bytes, than one chunk is registered in chunks of this size
+    # (queued work, one invocation each); such a zip may be up to max_chunked_archive_bytes.
+    archive_chunk_members: int = 5_000
+    archive_chunk_bytes: int = 1024 * 1024 * 1024
+    max_chunked_archive_bytes: int = 64 * 1024 * 1024 * 1024
+    archive_chunk_queue_url: str = ""  # the queue of archive chunks (one per invocation); "" = dataset_queue_url
 
 
 def _int(name: str, default: int) -> int:
@@ -48,4 +55,9 @@ def get_settings() -> Settings:
         max_archive_members=_int("MAX_ARCHIVE_MEMBERS", 200_000),
         validation_fraction=_float("VALIDATION_FRACTION", 0.2),
         dataset_queue_url=os.environ.get("DATASET_QUEUE_URL", ""),
+        training_job_queue=os.environ.get("TRAINING_JOB_QUEUE", ""),
+        archive_chunk_members=max(1, _int("ARCHIVE_CHUNK_MEMBERS", 5_000)),
+        archive_chunk_bytes=max(1, _int("ARCHIVE_CHUNK_BYTES", 1024 * 1024 * 1024)),
+        max_chunked_archive_bytes=_int("MAX_CHUNKED_ARCHIVE_BYTES", 64 * 1024 * 1024 * 1024),
+        archive_chunk_queue_url=os.environ.get("ARCHIVE_CHUNK_QUEUE_URL", ""),
     )

@@ -364,15 +364,29 @@ def cancel_training(model_id: str, version_number: int) -> dict[str, Any]:
             aws.client("stepfunctions").stop_execution(executionArn=version["execution_arn"], cause=reason)
         except ClientError as error:  # already over: nothing left to stop
             logger.info("execution already stopped", extra={"error": aws.error_message(error)})
-    if version.get("job_id"):
+    for job_id in _training_job_ids(model_id, version_number, version.get("job_id")):
         try:
-            aws.client("batch").terminate_job(jobId=version["job_id"], reason=reason)
+            aws.client("batch").terminate_job(jobId=job_id, reason=reason)
         except ClientError as error:
             logger.info("job already over", extra={"error": aws.error_message(error)})
     model_registry.fail_model_without_serving_version(model_id, f"version {version_number} was cancelled")
     events.publish("ModelVersionCancelled", {"model_id": model_id, "version": version_number})
     logger.info("version cancelled", extra={"model_id": model_id, "version": version_number})
     return _cancelled(model_id, version_number)
+
+
+def _training_job_ids(model_id: str, version_number: int, recorded: str | None) -> list[str]:
+    """The version's Batch job: recorded when the run ended, else found by its name in the training queue (a
+    stopped execution does not always stop the job it submitted)."""
+    if recorded:
+        return [recorded]
+    queue = get_settings().training_job_queue
+    if not queue:
+        return []
+    jobs = aws.client("batch").list_jobs(
+        jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [batch_job_name(model_id, version_number)]}])
+    return [job["jobId"] for job in jobs.get("jobSummaryList", [])
+            if job.get("status") not in ("SUCCEEDED", "FAILED")]
 
 
 def _cancelled(model_id: str, version_number: int) -> dict[str, Any]:
