@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from sightline import model_registry, retraining, templates, training_spec, workflow
+from sightline import model_registry, retraining, templates, training_spec, version_lifecycle, workflow
 from sightline.contract import TASKS, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
@@ -292,6 +292,22 @@ def get_version(model_id: str, version: str) -> dict:
 @route("POST", "/v1/models/<model_id>/versions/<version>/cancel")
 def cancel_version(model_id: str, version: str) -> dict:
     return workflow.cancel_training(model_id, _version_number(version))
+
+
+@route("POST", "/v1/models/<model_id>/versions/<version>/promote")
+def promote_version(model_id: str, version: str) -> dict:
+    """Serve this trained version (a rollback, when it is an older one)."""
+    return version_lifecycle.promote_version(model_id, _version_number(version))
+
+
+@route("DELETE", "/v1/models/<model_id>/versions/<version>")
+def delete_version(model_id: str, version: str) -> dict:
+    return version_lifecycle.delete_version(model_id, _version_number(version))
+
+
+@route("DELETE", "/v1/models/<model_id>")
+def delete_model(model_id: str) -> dict:
+    return version_lifecycle.delete_model(model_id)
 
 
 # ---------------------------------------------------------------- request checks
