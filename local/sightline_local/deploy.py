@@ -349,6 +349,10 @@ class Deployer:
         if p.get("GlobalSecondaryIndexes"):
             kwargs["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
         self.client("dynamodb").create_table(**kwargs)
+        ttl = p.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):  # moto keeps expired items, but the setting is there as on AWS
+            self.client("dynamodb").update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True})
         return Physical(name, {"Arn": self._arn("dynamodb", f"table/{name}")})
 
     def _event_bus(self, logical_id: str, p: dict) -> Physical:
