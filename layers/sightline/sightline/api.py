@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_registry, retraining, templates, training_spec, version_lifecycle, workflow
-from sightline.contract import TASKS, VersionStatus
+from sightline.contract import TASKS, ModelStatus, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
 from sightline.datasets.paths import is_valid_dataset_name
@@ -26,6 +26,8 @@ logger = Logger(child=True)
 app = APIGatewayRestResolver()
 
 MAX_MODEL_NAME_CHARS = 128
+# What GET /v1/models/{id} shows for a ready model while a newer version trains (never stored).
+RETRAINING = "retraining"
 CREATE_MODEL_FIELDS = ("name", "task", "datasets", "template", "params", "retrain_on_new_data")
 CREATE_VERSION_FIELDS = ("datasets", "template", "params")
 
@@ -238,7 +240,15 @@ def list_models() -> dict:
 
 @route("GET", "/v1/models/<model_id>")
 def get_model(model_id: str) -> dict:
-    return model_registry.get_model(model_id)
+    """The model; ``status`` reads ``retraining`` while a new version trains and an older one serves (Watson's
+    statuses), and ``queued_version`` says a version will follow the one training."""
+    model = model_registry.get_model(model_id)
+    latest = model.get("latest_version")
+    if (model["status"] == ModelStatus.READY and model.get("serving_version") and latest != model["serving_version"]
+            and model_registry.latest_version_status(model_id) == VersionStatus.TRAINING):
+        model["status"] = RETRAINING
+    model["queued_version"] = model_registry.pending_version(model_id)
+    return model
 
 
 @route("POST", "/v1/models/<model_id>/versions")
@@ -261,7 +271,9 @@ def create_version(model_id: str) -> Response:
         params=params,
         read_dataset=dataset_store.get_dataset,
     )
-    version = retraining.start_version(model_id, spec, trigger={"type": model_registry.TRIGGER_API})
+    version = retraining.request_version(model_id, spec, trigger={"type": model_registry.TRIGGER_API})
+    if version.get("status") == retraining.QUEUED:  # one more version follows the one training now
+        return json_response(202, version, headers={"Location": f"/v1/models/{model_id}"})
     return json_response(
         202,
         {"model_id": model_id, "version": version["version"], "status": version["status"]},

@@ -29,6 +29,10 @@ _ALLOCATION_ATTEMPTS = 10
 class VersionInProgress(Conflict):
     """A version of the model is still training: one training run per model at a time."""
 
+    def __init__(self, message: str, *, version: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.version = version
+
     code = "version_in_progress"
 
 
@@ -199,7 +203,8 @@ def create_version(
         current = int(model["latest_version"])
         if _version_status(model_id, current) == VersionStatus.TRAINING:
             raise VersionInProgress(
-                f"model {model_id} version {current} is still training; start another when it has finished"
+                f"model {model_id} version {current} is still training; start another when it has finished",
+                version=current,
             )
         if precondition is not None:
             precondition(model)
@@ -211,6 +216,32 @@ def create_version(
         if _allocate(model_id, model, version, spec):
             return model, _public(version, _VERSION_FIELDS)
     raise Conflict(f"could not start a new version of model {model_id}: too many concurrent changes")
+
+
+def latest_version_status(model_id: str) -> str | None:
+    return _version_status(model_id, int(_model_item(model_id)["latest_version"]))
+
+
+def pending_version(model_id: str) -> dict | None:
+    """The version queued behind the training one: its trigger and when it was queued (None when none is)."""
+    pending = _model_item(model_id).get("pending_version")
+    return {"trigger": from_dynamo(pending["trigger"]), "queued_at": pending["queued_at"]} if pending else None
+
+
+def take_pending_version(model_id: str) -> dict | None:
+    """Remove and return the version queued behind a training one (atomically: one caller gets it)."""
+    try:
+        response = _table().update_item(
+            Key={"pk": keys.model_pk(model_id), "sk": keys.META},
+            UpdateExpression="REMOVE pending_version",
+            ConditionExpression="attribute_exists(pending_version)",
+            ReturnValues="UPDATED_OLD",
+        )
+    except ClientError as error:
+        if aws.is_condition_failed(error):
+            return None
+        raise
+    return from_dynamo(response["Attributes"]["pending_version"])
 
 
 def _version_status(model_id: str, version: int) -> str | None:

@@ -11,8 +11,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from sightline import events, model_registry, training_spec, workflow
-from sightline.contract import DatasetStatus
+from sightline import aws, events, model_registry, training_spec, workflow
+from sightline.contract import DatasetStatus, VersionStatus
 from sightline.datasets import store as dataset_store
 from sightline.errors import SightlineError
 from sightline.training_spec import TrainingSpec
@@ -24,7 +24,7 @@ MODEL_RETRAIN_STARTED = "ModelRetrainStarted"
 # What happened to each model a DatasetUpdated event concerns.
 STARTED = "started"
 UNCHANGED = "unchanged"  # the model's newest version already started from this data
-IN_PROGRESS = "version_in_progress"
+QUEUED = "queued"  # a version trains: one more follows it
 NOT_TRAINABLE = "not_trainable"  # a dataset of the model is missing, not ready or has no data for its task
 FAILED = "failed"
 
@@ -54,6 +54,52 @@ def start_version(
          "trigger": trigger},
     )
     return version
+
+
+# ---------------------------------------------------------------- coalescing
+
+
+def request_version(model_id: str, spec: TrainingSpec, *, trigger: dict) -> dict:
+    """Start a version now, or, while one trains, queue exactly one to follow it (Watson's rule: many retraining
+    requests make one retraining). The queued request is the latest one's spec and trigger; the follow-up trains
+    on the data as it is when it starts. Returns the new version, or ``{"status": "queued", ...}``."""
+    try:
+        return start_version(model_id, spec, trigger=trigger)
+    except model_registry.VersionInProgress as busy:
+        _queue_follow_up(model_id, spec, trigger)
+        # The running version may have finished between the refusal and the queueing, missing the request:
+        # start it here then (taking the queued request is atomic, so it starts once).
+        if model_registry.latest_version_status(model_id) != VersionStatus.TRAINING:
+            started = start_queued_version(model_id)
+            if started is not None:
+                return started
+        return {"model_id": model_id, "status": QUEUED, "queued_after": busy.version, "reason": busy.message}
+
+
+def _queue_follow_up(model_id: str, spec: TrainingSpec, trigger: dict) -> None:
+    model_registry.update_model(model_id, pending_version={
+        "datasets": spec.datasets, "template": spec.template, "params": spec.params,
+        "dataset_digests": spec.dataset_digests, "trigger": trigger, "queued_at": aws.utc_now(),
+    })
+    logger.info("version queued behind the one training", extra={"model_id": model_id, "trigger": trigger})
+
+
+def start_queued_version(model_id: str) -> dict | None:
+    """Start the version queued while the last one trained, if any (called when a version finishes). None
+    when nothing was queued, another caller took it, or a version trains again (then it stays queued)."""
+    pending = model_registry.take_pending_version(model_id)
+    if pending is None:
+        return None
+    spec = TrainingSpec(datasets=list(pending["datasets"]), template=pending["template"],
+                        params=dict(pending["params"] or {}), dataset_digests=dict(pending.get("dataset_digests") or {}))
+    try:
+        return start_version(model_id, spec, trigger={**pending["trigger"], "queued": True})
+    except model_registry.VersionInProgress:
+        _queue_follow_up(model_id, spec, pending["trigger"])
+        return None
+    except Exception:
+        _queue_follow_up(model_id, spec, pending["trigger"])  # not lost: the caller's retry starts it
+        raise
 
 
 def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +167,10 @@ def _retrain(model: dict, name: str, dataset: dict) -> dict[str, Any]:
     except DataAlreadyTrained:
         return {"outcome": UNCHANGED}
     except model_registry.VersionInProgress as refusal:
-        return {"outcome": IN_PROGRESS, "reason": refusal.message}
+        # New data while a version trains: one version follows it, on the data as it is then.
+        _queue_follow_up(model["model_id"], spec,
+                         {"type": model_registry.TRIGGER_DATASET_UPDATED, "dataset": name})
+        return {"outcome": QUEUED, "reason": refusal.message}
     return {"outcome": STARTED, "version": version["version"]}
 
 

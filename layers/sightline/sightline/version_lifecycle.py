@@ -32,7 +32,7 @@ def promote_version(model_id: str, version_number: int) -> dict[str, Any]:
                                               classes=list(version.get("classes") or [])):
             model_registry.update_version(model_id, version_number, promoted=True)
             events.publish("ModelVersionPromoted", {"model_id": model_id, "version": version_number,
-                                                    "replaced": serving, "by": "request"})
+                                                    "previous_version": serving, "by": "request"})
             logger.info("version promoted by request", extra={"model_id": model_id, "version": version_number,
                                                               "replaced": serving})
             break
@@ -64,6 +64,7 @@ def delete_model(model_id: str) -> dict[str, Any]:
     table = aws.table(get_settings().table_name)
     items = list(aws.query_items(table, KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)),
                                  ConsistentRead=True))
+    model_registry.take_pending_version(model_id)  # nothing queued may start once the run is cancelled
     for item in items:
         if item.get("status") == VersionStatus.TRAINING and "version" in item:
             workflow.cancel_training(model_id, int(item["version"]))

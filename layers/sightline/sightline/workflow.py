@@ -244,7 +244,17 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         "version recorded",
         extra={"model_id": model_id, "version": version_number, primary_metric: score, "promoted": promoted},
     )
+    _start_queued_version(model_id)
     return {"model_id": model_id, "version": version_number, "status": VersionStatus.READY, "promoted": promoted}
+
+
+def _start_queued_version(model_id: str) -> None:
+    """A version finished (trained, failed or cancelled): start the one queued behind it, if any."""
+    from sightline import retraining  # retraining starts workflows through this module
+
+    started = retraining.start_queued_version(model_id)
+    if started is not None:
+        logger.info("queued version started", extra={"model_id": model_id, "version": started["version"]})
 
 
 def _promote_if_not_worse(
@@ -306,6 +316,7 @@ def record_failure(event: dict[str, Any]) -> dict[str, Any]:
     if marked:
         events.publish("ModelVersionFailed", {"model_id": model_id, "version": version_number, "reason": reason})
     logger.info("version failed", extra={"model_id": model_id, "version": version_number, "reason": reason})
+    _start_queued_version(model_id)
     return {"model_id": model_id, "version": version_number, "status": VersionStatus.FAILED, "reason": reason}
 
 
@@ -372,6 +383,7 @@ def cancel_training(model_id: str, version_number: int) -> dict[str, Any]:
     model_registry.fail_model_without_serving_version(model_id, f"version {version_number} was cancelled")
     events.publish("ModelVersionCancelled", {"model_id": model_id, "version": version_number})
     logger.info("version cancelled", extra={"model_id": model_id, "version": version_number})
+    _start_queued_version(model_id)
     return _cancelled(model_id, version_number)
 
 

@@ -52,7 +52,7 @@ def test_promoting_an_older_version_rolls_back_and_says_so(two_versions):
     answer = call("POST", f"/v1/models/{model_id}/versions/1/promote")
     assert (answer.status, answer.json) == (200, {"model_id": model_id, "serving_version": 1})
     assert model_registry.get_model(model_id)["serving_version"] == 1
-    assert published[-1] == ("ModelVersionPromoted", {"model_id": model_id, "version": 1, "replaced": 2,
+    assert published[-1] == ("ModelVersionPromoted", {"model_id": model_id, "version": 1, "previous_version": 2,
                                                       "by": "request"})
     assert call("POST", f"/v1/models/{model_id}/versions/1/promote").status == 200  # already serving: same answer
 

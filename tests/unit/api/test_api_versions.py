@@ -186,20 +186,22 @@ def test_an_unknown_model_is_404(retrain_env):
     assert_rejected(list_versions(UNKNOWN_MODEL), 404, "model_not_found")
 
 
-def test_a_version_in_training_is_a_409(retrain_env):
+def test_requests_while_a_version_trains_queue_exactly_one_follow_up(retrain_env):
     model_id = retrain_env.model_id
-    answer = post_version(model_id)  # version 1 is still training
-    assert_rejected(answer, 409, "version_in_progress")
-    assert "version 1 is still training" in answer.json["error"]["message"]
+    answers = [post_version(model_id), post_version(model_id, {"params": {"epochs": 2}})]  # version 1 trains
+    assert [answer.status for answer in answers] == [202, 202]
+    assert answers[0].json["status"] == "queued" and answers[0].json["queued_after"] == 1
+    assert version_numbers(retrain_env.resources.table, model_id) == [1]
 
-    finish(model_id, 1)
-    assert post_version(model_id).status == 202
-    answer = post_version(model_id, {"params": {"epochs": 2}})
-    assert_rejected(answer, 409, "version_in_progress")
-    assert "version 2 is still training" in answer.json["error"]["message"]
+    fail(model_id, 1)  # the run ends (any way): the queued request starts, once, with the latest params
     assert version_numbers(retrain_env.resources.table, model_id) == [1, 2]
+    second = model_registry.get_version(model_id, 2)
+    assert second["params"]["epochs"] == 2 and second["trigger"] == {"type": "api", "queued": True}
+    finish(model_id, 2)
+    workflow.record_failure({"model_id": model_id, "version": 2, "error": {"Error": "x", "Cause": "late"}})
+    assert version_numbers(retrain_env.resources.table, model_id) == [1, 2]  # nothing was queued behind 2
     assert executions(retrain_env) == [f"{model_id}-v1", f"{model_id}-v2"]
-    assert model_registry.get_model(model_id)["params"]["epochs"] == 5  # the refused request changed nothing
+    assert model_registry.get_model(model_id)["params"]["epochs"] == 2  # the queued request's, once it started
 
 
 def test_version_numbers_are_never_reused(retrain_env):
@@ -256,10 +258,13 @@ def test_concurrent_requests_start_one_version(retrain_env, atomic_dynamodb_requ
         thread.start()
     for thread in threads:
         thread.join()
-    started = [a.json["version"] for a in answers if a.status == 202]
-    refused = [a.json["error"]["code"] for a in answers if a.status != 202]
-    assert started == [2] and refused == ["version_in_progress"] * 3
+    started = [a.json["version"] for a in answers if "version" in a.json]
+    queued = [a.json["status"] for a in answers if "version" not in a.json]
+    assert all(a.status == 202 for a in answers)
+    assert started == [2] and queued == ["queued"] * 3
     assert version_numbers(retrain_env.resources.table, model_id) == [1, 2]
+    fail(model_id, 2)
+    assert version_numbers(retrain_env.resources.table, model_id) == [1, 2, 3]  # three requests, one follow-up
 
 
 def test_concurrent_allocations_take_distinct_numbers(retrain_env, atomic_dynamodb_requests):
@@ -318,7 +323,7 @@ def test_a_caller_that_loses_the_allocation_race_reads_again(retrain_env, monkey
     assert model_registry.get_model(model_id)["latest_version"] == 3
 
 
-def test_a_caller_that_loses_to_a_running_version_gets_a_409(retrain_env, monkeypatch):
+def test_a_caller_that_loses_to_a_running_version_is_queued_behind_it(retrain_env, monkeypatch):
     model_id = retrain_env.model_id
     finish(model_id, 1)
     real_allocate = model_registry._allocate
@@ -331,7 +336,8 @@ def test_a_caller_that_loses_to_a_running_version_gets_a_409(retrain_env, monkey
         return real_allocate(target, model, version, spec)
 
     monkeypatch.setattr(model_registry, "_allocate", allocate)
-    assert_rejected(post_version(model_id), 409, "version_in_progress")
+    answer = post_version(model_id)
+    assert (answer.status, answer.json["status"], answer.json["queued_after"]) == (202, "queued", 2)
     assert version_numbers(retrain_env.resources.table, model_id) == [1, 2]
 
 
@@ -427,3 +433,16 @@ def test_a_model_stored_before_the_flag_existed_reads_as_off(retrain_env):
         Key={"pk": f"MODEL#{retrain_env.model_id}", "sk": "META"}, UpdateExpression="REMOVE retrain_on_new_data"
     )
     assert model_registry.get_model(retrain_env.model_id)["retrain_on_new_data"] is False
+
+
+def test_a_serving_model_reads_retraining_while_a_new_version_trains_and_shows_what_is_queued(retrain_env):
+    model_id = retrain_env.model_id
+    finish(model_id, 1)
+    assert post_version(model_id).status == 202  # version 2 trains, version 1 serves
+    assert post_version(model_id).json["status"] == "queued"
+    answer = request("apigw_get_model.json", path=f"/v1/models/{model_id}").json
+    assert answer["status"] == "retraining" and answer["serving_version"] == 1
+    assert answer["queued_version"]["trigger"] == {"type": "api"}
+    finish(model_id, 2)
+    answer = request("apigw_get_model.json", path=f"/v1/models/{model_id}").json
+    assert answer["status"] == "ready" and answer["queued_version"]["trigger"] == {"type": "api"}

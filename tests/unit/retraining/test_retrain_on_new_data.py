@@ -152,14 +152,21 @@ def test_new_data_for_another_task_starts_nothing(env):
 # ---------------------------------------------------------------- repeats and races
 
 
-def test_while_a_version_trains_new_data_starts_nothing(env):
+def test_new_data_while_a_version_trains_queues_one_version_after_it(env):
     put_dataset(env.table, "pets", "v0")
     model_id = create_model(["pets"], finished=False)  # version 1 still training
     put_dataset(env.table, "pets", "v1")
     result = retraining.retrain_for_dataset(dataset_updated())
-    assert outcomes(result) == {model_id: "version_in_progress"}
+    assert outcomes(result) == {model_id: "queued"}
     assert "version 1 is still training" in result["models"][0]["reason"]
+    assert outcomes(retraining.retrain_for_dataset(dataset_updated())) == {model_id: "queued"}
     assert latest(model_id) == 1
+
+    assert retraining.start_queued_version(model_id) is None  # version 1 still trains: it stays queued
+    model_registry.update_version(model_id, 1, status="failed")
+    started = retraining.start_queued_version(model_id)
+    assert started["version"] == 2 and started["trigger"]["dataset"] == "pets"
+    assert retraining.start_queued_version(model_id) is None and latest(model_id) == 2
 
 
 def test_a_repeated_event_starts_one_version(env):
@@ -226,7 +233,7 @@ def test_two_deliveries_handled_at_once_start_one_version(env, monkeypatch):
         return real_allocate(target, model, version, spec)
 
     monkeypatch.setattr(model_registry, "_allocate", allocate)
-    assert outcomes(retraining.retrain_for_dataset(dataset_updated())) == {model_id: "version_in_progress"}
+    assert outcomes(retraining.retrain_for_dataset(dataset_updated())) == {model_id: "queued"}
     assert outcomes(inner[0]) == {model_id: "started"}
     assert latest(model_id) == 2
 
