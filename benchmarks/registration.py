@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
+import multiprocessing
 import os
 import platform
 import random
+import re
 import socket
 import tempfile
+import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from sightline_local import synthetic
@@ -74,16 +79,102 @@ def yolo_archive(items: list[tuple[str, bytes, list]]) -> bytes:
     return zipped(members)
 
 
-def register_workers_peak_kib() -> int:
-    """The highest VmHWM among this process's descendants that serve the register function."""
-    peak = 0
+class MotoCalls:
+    """Every request the in-process moto server answers, by operation: count and CPU seconds of its thread
+    (``--profile``). moto is one process on the machine's cores, so calls per object are what bound the rate."""
+
+    _SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.cpu: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+        original = DomainDispatcherApplication.__call__
+        calls = self
+
+        def timed(app, environ, start_response):  # type: ignore[no-untyped-def]
+            started = time.thread_time()
+            try:
+                return original(app, environ, start_response)
+            finally:
+                calls.add(calls.operation(environ), time.thread_time() - started)
+
+        DomainDispatcherApplication.__call__ = timed
+
+    def operation(self, environ: dict) -> str:
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target:
+            service = "dynamodb" if target.startswith("DynamoDB") else target.split(".")[0].lower().replace("amazon", "")
+            return f"{service}:{target.split('.')[-1]}"
+        match = self._SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = match.group(1) if match else "?"
+        method, query = environ.get("REQUEST_METHOD", ""), environ.get("QUERY_STRING", "")
+        if service == "s3":
+            detail = [word for word, present in (
+                ("range", "HTTP_RANGE" in environ), ("if-match", "HTTP_IF_MATCH" in environ),
+                ("if-none-match", "HTTP_IF_NONE_MATCH" in environ), ("list", "list-type" in query),
+                ("delete", query.startswith("delete"))) if present]
+            return f"s3:{method}{'(' + ','.join(detail) + ')' if detail else ''}"
+        return f"{service}:{method} {environ.get('PATH_INFO', '').split('/')[1:2]}"
+
+    def add(self, operation: str, cpu: float) -> None:
+        with self._lock:
+            self.counts[operation] += 1
+            self.cpu[operation] += cpu
+
+    def take(self) -> tuple[Counter[str], Counter[str]]:
+        with self._lock:
+            taken = (self.counts, self.cpu)
+            self.counts, self.cpu = Counter(), Counter()
+        return taken
+
+
+def print_calls(what: str, objects: int, calls: tuple[Counter[str], Counter[str]], cpu_used: tuple[float, float]) -> None:
+    counts, cpu = calls
+    print(f"\n{what}: CPU of the register workers {cpu_used[0]:.1f} s, of the stack's process {cpu_used[1]:.1f} s; "
+          f"moto calls {sum(counts.values())}, {sum(cpu.values()):.1f} s of moto CPU\n")
+    print("| operation | calls | per image | moto CPU s |\n| --- | --- | --- | --- |")
+    for operation, count in counts.most_common():
+        print(f"| {operation} | {count} | {count / objects:.2f} | {cpu[operation]:.1f} |")
+
+
+def put_objects(endpoint: str, bucket: str, objects: list[tuple[str, bytes]]) -> None:
+    """Upload ``objects`` (key, bytes) 8 at a time, as a user's client does."""
+    import boto3
+
+    from sightline_local.stack import LOCAL_CREDENTIALS
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda item: s3.put_object(Bucket=bucket, Key=item[0], Body=item[1]), objects))
+
+
+def register_workers() -> list[str]:
+    """The pids of this machine's processes that serve the register function."""
+    found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
-            if b"RegisterDatasetFunction" not in environ and b"register-dataset" not in environ.lower():
-                continue
+        except OSError:
+            continue
+        if b"RegisterDatasetFunction" in environ or b"register-dataset" in environ.lower():
+            found.append(pid)
+    return found
+
+
+def register_workers_peak_kib() -> int:
+    """The highest VmHWM among the register function's workers."""
+    peak = 0
+    for pid in register_workers():
+        try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     peak = max(peak, int(line.split()[1]))
@@ -92,12 +183,34 @@ def register_workers_peak_kib() -> int:
     return peak
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time so far of the register function's workers, and of this process (moto, the poller, uploads)."""
+    workers = 0.0
+    for pid in register_workers():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        workers += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return workers, own.user + own.system
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zip-images", type=int, default=5000)
     parser.add_argument("--loose-images", type=int, default=2000)
     parser.add_argument("--format-images", type=int, default=500)
+    parser.add_argument("--profile", action="store_true", help="count moto's calls per operation for each upload")
+    parser.add_argument("--uploads-in-process", action="store_true",
+                        help="upload the loose images from this process (moto's) instead of one of their own")
     args = parser.parse_args()
+    for noisy in ("werkzeug", "botocore", "urllib3", "moto"):  # quiet, as `sightline local up` is
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    calls = MotoCalls()
+    if args.profile:
+        calls.install()
+    profiles: list[tuple[str, int, tuple[Counter[str], Counter[str]], tuple[float, float]]] = []
 
     stack = LocalStack(StackConfig(aws_port=free_port(), api_port=free_port(), state_dir=Path(tempfile.mkdtemp()))).start()
     rows: list[tuple[str, str, str, str]] = []
@@ -105,12 +218,29 @@ def main() -> int:
         api = SightlineClient(stack.config.api_url, stack.api_key, timeout=300)
         s3, bucket = stack.client("s3"), stack.output("DataBucketName")
 
+        dynamodb, table = stack.client("dynamodb"), stack.output("TableName")
+
+        def registered(name: str, count: int) -> bool:
+            # The dataset's META item, read directly: polling GET /v1/datasets/{name} reads its classes and issues
+            # too, and each of those queries scans the whole table in moto, slowing what is being measured.
+            item = dynamodb.get_item(TableName=table, Key={"pk": {"S": f"DATASET#{name}"}, "sk": {"S": "META"}},
+                                     ConsistentRead=True).get("Item", {})
+            return item.get("images", {}).get("N") == str(count) and item.get("status", {}).get("S") == "ready"
+
         def timed(name: str, count: int, upload) -> float:
+            calls.take()
+            cpu_before = cpu_seconds()
             started = time.perf_counter()
             upload()
-            api.wait_for(f"/v1/datasets/{name}", lambda d: d.get("images") == count and d["status"] == "ready",
-                         timeout=3600, interval=0.5)
+            deadline = started + 3600
+            while not registered(name, count):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"dataset {name} did not register {count} images within an hour")
+                time.sleep(0.25)
             seconds = time.perf_counter() - started
+            assert api.get(f"/v1/datasets/{name}").json()["images"] == count  # and the API agrees
+            cpu_after = cpu_seconds()
+            profiles.append((name, count, calls.take(), (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])))
             return seconds
 
         def row(what: str, count: int, seconds: float) -> None:
@@ -127,10 +257,16 @@ def main() -> int:
                             lambda: s3.put_object(Bucket=bucket, Key="datasets/loose-zip/all.zip", Body=same_as_zip))
         row(f"the {len(loose)} images below, as one zip", len(loose), zip_seconds)
 
+        objects = [(f"datasets/loose/{path}", data) for path, data, _ in loose]
+
         def upload_loose() -> None:
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda item: s3.put_object(Bucket=bucket, Key=f"datasets/loose/{item[0]}", Body=item[1]),
-                              loose))
+            if args.uploads_in_process:
+                put_objects(stack.config.endpoint, bucket, objects)
+                return
+            # The user's client is not the service: it runs in a process of its own, as it would on their machine,
+            # instead of taking turns with moto for this process's interpreter.
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as uploader:
+                uploader.submit(put_objects, stack.config.endpoint, bucket, objects).result()
 
         loose_seconds = timed("loose", len(loose), upload_loose)
         row(f"{len(loose)} loose uploads (8 at a time)", len(loose), loose_seconds)
@@ -150,6 +286,9 @@ def main() -> int:
     for what, seconds, rate, memory in rows:
         print(f"| {what} | {seconds} | {rate} | {memory} |")
     print(f"\nloose uploads / the same images zipped: {loose_seconds / zip_seconds:.2f}x (target: at most 2x)")
+    if args.profile:
+        for name, count, taken, cpu_used in profiles:
+            print_calls(name, count, taken, cpu_used)
     return 0
 
 

@@ -10,6 +10,9 @@
 - EventBridge: moto does not invoke Lambda or Step Functions targets; here matching rules deliver to them.
 - S3 delete markers: moto sends no notification when a delete in a versioned bucket creates a delete marker;
   S3 sends ``s3:ObjectRemoved:DeleteMarkerCreated``, and so does this.
+- Costs: some moto calls cost time that grows with the table or the queue, or far more than AWS's (transactions,
+  queries and their answers, SQS sends and receives, finding a request's service); ``moto_costs`` gives them
+  costs closer to AWS's, with the same outcomes.
 - SQS event sources: moto pushes each message to Lambda on its own, inside the send, and ignores
   ``batchItemFailures``; here a mapping is only recorded, and ``sqs_poller`` polls the queue as Lambda does.
 """
@@ -22,6 +25,7 @@ from typing import Any, Callable
 
 import botocore.session
 
+from sightline_local import moto_costs
 from sightline_local.batch_runner import LocalJobRunner
 from sightline_local.lambda_runtime import LambdaRuntime
 
@@ -43,6 +47,7 @@ def install(runtime: LambdaRuntime, job_runner: LocalJobRunner, start_execution:
     _patch_eventbridge_targets(runtime, start_execution)
     _patch_sqs_event_sources()
     _patch_s3_delete_markers()
+    moto_costs.install()
 
 
 # ---------------------------------------------------------------- Lambda

@@ -94,6 +94,13 @@ def test_a_throttled_message_alone_is_reported_for_redelivery(datasets, register
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem")
         return put_item(**kwargs)
 
+    def throttled_with_dog(transact_write_items, **kwargs):
+        if "/dog/" in json.dumps(kwargs["TransactItems"]):
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
+        return transact_write_items(**kwargs)
+
+    # The batch's source items are written in one transaction; throttled as a whole, they are written one by one.
+    intercept_aws(monkeypatch, "dynamodb", "transact_write_items", throttled_with_dog)
     intercept_aws(monkeypatch, "table", "put_item", throttled_for_dog)
 
     assert register_function.handler(event, CONTEXT) == {"batchItemFailures": [{"itemIdentifier": "message-2"}]}
@@ -101,12 +108,14 @@ def test_a_throttled_message_alone_is_reported_for_redelivery(datasets, register
 
 
 def test_unexpected_non_retryable_error_is_logged_not_retried(datasets, register_function, monkeypatch):
-    def denied(head_object, **kwargs):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "HeadObject")
+    def denied(get_object, **kwargs):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
 
-    intercept_aws(monkeypatch, "s3", "head_object", denied)
+    datasets.upload("datasets/pets/cat/fluffy cat (1).png", png(1))
+    intercept_aws(monkeypatch, "s3", "get_object", denied)
 
     assert register_function.handler(sqs_batch(load_event("s3_object_created.json")), CONTEXT) == {"batchItemFailures": []}
+    assert store.get_dataset("pets") is None
 
 
 def test_a_batch_of_uploads_recomputes_its_dataset_once(datasets, register_function, monkeypatch):

@@ -46,12 +46,13 @@ class MemberRejected(ValueError):
 class ArchiveMember:
     path: str  # normalised: forward slashes, no empty or "." segments
     info: zipfile.ZipInfo
+    index: int = 0  # position in the central directory
 
 
 @dataclass
 class ArchiveListing:
     members: list[ArchiveMember] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (name as stored, reason)
+    rejected: list[tuple[str, str, int]] = field(default_factory=list)  # (name as stored, reason, index)
 
 
 def open_zip(fileobj: IO[bytes], *, max_members: int | None = None) -> zipfile.ZipFile:
@@ -113,7 +114,9 @@ def list_members(archive: zipfile.ZipFile, *, max_members: int, max_total_bytes:
 
     listing = ArchiveListing()
     seen: set[str] = set()
-    for info in files:
+    for index, info in enumerate(infos):
+        if info.is_dir():
+            continue
         try:
             path = safe_member_path(info.filename)
             if _is_symlink(info):
@@ -132,10 +135,10 @@ def list_members(archive: zipfile.ZipFile, *, max_members: int, max_total_bytes:
             if path in seen:
                 raise MemberRejected("duplicate member name")
         except MemberRejected as rejection:
-            listing.rejected.append((info.filename, str(rejection)))
+            listing.rejected.append((info.filename, str(rejection), index))
             continue
         seen.add(path)
-        listing.members.append(ArchiveMember(path=path, info=info))
+        listing.members.append(ArchiveMember(path=path, info=info, index=index))
     return listing
 
 
@@ -175,8 +178,9 @@ _MAX_DIRECTORY_BYTES_PER_MEMBER = 46 + 2 * 1024
 
 
 def check_central_directory(fileobj: IO[bytes], *, max_members: int) -> None:
-    """Refuse a zip whose central directory declares more entries (or bytes) than ``max_members`` allows, from
-    its end records alone: ``zipfile`` would otherwise build every entry in memory before anyone can count them.
+    """Refuse a zip whose central directory holds more entries (or bytes) than ``max_members`` allows before
+    ``zipfile`` builds every entry in memory: first from what its end records declare, then by counting the
+    entries themselves (end records can lie), a header at a time, never holding more than a block of it.
     """
     try:
         size = fileobj.seek(0, io.SEEK_END)
@@ -189,6 +193,7 @@ def check_central_directory(fileobj: IO[bytes], *, max_members: int) -> None:
     if at < 0 or len(tail) < at + 22:
         return  # not a zip (or a damaged one): zipfile's error is the clearer one
     entries, directory_bytes = struct.unpack("<HL", tail[at + 10: at + 16])
+    directory_end = start + at  # the central directory ends where the end records start
     locator = tail.rfind(_ZIP64_LOCATOR, 0, at)
     if locator >= 0 and len(tail) >= locator + 20:
         (record_offset,) = struct.unpack("<Q", tail[locator + 8: locator + 16])
@@ -199,11 +204,58 @@ def check_central_directory(fileobj: IO[bytes], *, max_members: int) -> None:
             record = b""
         if record[:4] == _ZIP64_EOCD and len(record) >= 56:
             entries, directory_bytes = struct.unpack("<QQ", record[32:48])
+            directory_end = record_offset  # the zip64 end record follows the directory
     if entries > max_members:
         raise ArchiveRejected(f"archive has {entries} entries, more than the limit of {max_members}")
     if directory_bytes > max_members * _MAX_DIRECTORY_BYTES_PER_MEMBER:
         raise ArchiveRejected(f"archive's central directory is {directory_bytes} bytes, too large to read")
+    if 0 <= directory_end - directory_bytes:
+        _count_directory_entries(fileobj, directory_end - directory_bytes, directory_bytes, max_members=max_members)
     fileobj.seek(0)
+
+
+_DIRECTORY_ENTRY = b"PK\x01\x02"
+_DIRECTORY_HEADER_BYTES = 46
+_DIRECTORY_BLOCK_BYTES = 1024 * 1024
+
+
+def _count_directory_entries(fileobj: IO[bytes], offset: int, length: int, *, max_members: int) -> None:
+    """Walk the central directory's entry headers (46 bytes plus name, extra and comment each), counting them;
+    refuse the archive as soon as there are more than ``max_members``. Stops quietly where the entries stop
+    making sense: ``zipfile`` then reports the damage in its own words."""
+    try:
+        fileobj.seek(offset)
+    except (OSError, ValueError):
+        return
+    count = 0
+    buffer = b""
+    position = 0  # in buffer
+    remaining = length
+    while True:
+        if len(buffer) - position < _DIRECTORY_HEADER_BYTES and remaining > 0:
+            block = fileobj.read(min(_DIRECTORY_BLOCK_BYTES, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            buffer, position = buffer[position:] + block, 0
+            continue
+        if len(buffer) - position < _DIRECTORY_HEADER_BYTES or buffer[position:position + 4] != _DIRECTORY_ENTRY:
+            return
+        name_bytes, extra_bytes, comment_bytes = struct.unpack_from("<HHH", buffer, position + 28)
+        count += 1
+        if count > max_members:
+            raise ArchiveRejected(f"archive's central directory holds more than {max_members} entries, the limit")
+        position += _DIRECTORY_HEADER_BYTES + name_bytes + extra_bytes + comment_bytes
+        if position > len(buffer):  # the entry's variable part runs past the block: skip what is not read yet
+            skip = position - len(buffer)
+            if skip > remaining:
+                return
+            try:
+                fileobj.seek(skip, io.SEEK_CUR)
+            except (OSError, ValueError):
+                return
+            remaining -= skip
+            buffer, position = b"", 0
 
 
 # ---------------------------------------------------------------- one way through zips and tars
@@ -231,21 +283,29 @@ def is_tar(key: str) -> bool:
 
 
 def entries(
-    fileobj: IO[bytes], key: str, *, max_members: int, max_total_bytes: int, max_member_bytes: int
+    fileobj: IO[bytes], key: str, *, max_members: int, max_total_bytes: int, max_member_bytes: int,
+    member_range: tuple[int, int] | None = None,
 ) -> Iterator[Entry | RefusedMember]:
     """The members of the archive at ``key`` in order, each checked; ``ArchiveRejected`` ends the iteration
-    when the archive as a whole cannot be used (what was yielded before stays valid)."""
+    when the archive as a whole cannot be used (what was yielded before stays valid). ``member_range``
+    (``start, end``: central directory positions, zips only) reads one chunk of a big zip; the whole-archive
+    checks still cover every entry."""
     if is_tar(key):
+        if member_range is not None:
+            raise ValueError("tar archives are read as one stream, not in member ranges")
         yield from _tar_entries(fileobj, max_members=max_members, max_total_bytes=max_total_bytes,
                                 max_member_bytes=max_member_bytes)
         return
+    start, end = member_range if member_range is not None else (0, max_members + 1)
     with open_zip(fileobj, max_members=max_members) as archive:
         listing = list_members(archive, max_members=max_members, max_total_bytes=max_total_bytes)
-        for name, reason in listing.rejected:
-            yield RefusedMember(name, reason)
-        for member in listing.members:
-            yield Entry(member.path, member.info.file_size,
-                        lambda limit, member=member: read_member(archive, member, max_bytes=limit))
+        found: list[tuple[int, Entry | RefusedMember]] = [
+            (index, RefusedMember(name, reason)) for name, reason, index in listing.rejected if start <= index < end]
+        found += [(member.index, Entry(member.path, member.info.file_size,
+                                       lambda limit, member=member: read_member(archive, member, max_bytes=limit)))
+                  for member in listing.members if start <= member.index < end]
+        for _, entry in sorted(found, key=lambda pair: pair[0]):  # in directory order, refused ones included
+            yield entry
 
 
 class _CountingReader(io.RawIOBase):

@@ -324,13 +324,15 @@ def load_dataset_sources(name: str) -> DatasetSources:
             stored = StoredImage(image["sha256"], image["key"], int(image["width"]), int(image["height"]))
             sources.images.append(FoundImage(key, key, None, None, class_label(_relative_to_dataset(key)), stored,
                                              uploaded=uploaded))
-        elif kind in (KIND_ARCHIVE, KIND_ANNOTATION, LEGACY_KIND_COCO) and "result_key" in item:
-            result = _read_result(item["result_key"])
-            if result is None or result.get("etag") != item.get("etag"):
+        elif kind in (KIND_ARCHIVE, KIND_ANNOTATION, LEGACY_KIND_COCO) and ("result_key" in item or "result_keys" in item):
+            # One result document, or one per chunk of a big zip (``fanout``): all of them, or none.
+            results = [_read_result(result_key) for result_key in item.get("result_keys") or [item["result_key"]]]
+            if any(result is None or result.get("etag") != item.get("etag") for result in results):
                 # Lost to a concurrent upload of the same key (see registration): never mix two uploads' contents.
                 sources.issues.add(key, "registration result is missing or out of date; upload the file again")
                 continue
-            _add_result(sources, key, kind, result, uploaded)
+            for result in results:
+                _add_result(sources, key, kind, result, uploaded)
     return sources
 
 

@@ -1,29 +1,30 @@
 """Batches of S3 notifications from the register function's queue.
 
-Each object is registered on its own (``registration.register_object`` without its recompute), several at once
-(the work is S3 and DynamoDB round trips); every dataset a batch touched is recomputed once, after the batch: the
-debounce that makes 2,000 loose uploads cost a few recomputes instead of 2,000. A message whose object hit
-throttling or a service error is reported as a batch item failure, so SQS delivers only that message again; bad
-data never fails a message (it becomes issues).
+The objects of a batch are registered together (``registration.register_uploads``: one BatchGetItem per 100
+source items, each object read and stored on one of several threads, the source items written in transactions);
+every dataset a batch touched is recomputed once, after the batch: the debounce that makes 2,000 loose uploads
+cost a few recomputes instead of 2,000. A message whose object hit throttling or a service error is reported as a
+batch item failure, so SQS delivers only that message again; bad data never fails a message (it becomes issues).
+Work the service queued for itself (``queued_work``: dataset deletion, chunks of big archives) runs beside them.
 """
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from sightline import aws
-from sightline.datasets import deletion, queued_work  # noqa: F401 - deletion registers its queued work
+from sightline.datasets import deletion, fanout, queued_work  # noqa: F401 - they register their queued work
 from sightline.datasets.notifications import REMOVED, ObjectNotification, object_notifications
-from sightline.datasets.registration import recompute_dataset, register_object, unregister_object
+from sightline.datasets.registration import Upload, recompute_dataset, register_uploads, unregister_object
 
 logger = Logger(child=True)
 
-# Messages registered at once within a batch; each is a handful of S3 and DynamoDB calls, mostly waiting. The
-# threads live as long as the warm container, so their per-thread DynamoDB resources are made once.
+# Objects registered at once within a batch; each is a few S3 and DynamoDB calls, mostly waiting. The threads
+# live as long as the warm container, so their per-thread DynamoDB resources are made once.
 MESSAGE_WORKERS = 8
 _workers: ThreadPoolExecutor | None = None
 
@@ -39,19 +40,6 @@ class RetryableRegistrationError(RuntimeError):
     """Throttling or a service error: the message (or, for a recompute, the batch) is delivered again."""
 
 
-def register_notification(notification: ObjectNotification) -> dict[str, Any]:
-    """One created or removed object, registered without recomputing its dataset."""
-    if notification.action == REMOVED:
-        return unregister_object(notification.bucket, notification.key, sequencer=notification.sequencer,
-                                 recompute=False)
-    outcome = register_object(notification.bucket, notification.key, notification.etag, notification.version_id,
-                              sequencer=notification.sequencer, recompute=False)
-    if outcome["status"] == "missing" and notification.alternate_key:
-        outcome = register_object(notification.bucket, notification.alternate_key, notification.etag,
-                                  notification.version_id, sequencer=notification.sequencer, recompute=False)
-    return outcome
-
-
 def brief(outcome: dict[str, Any]) -> dict[str, Any]:
     """What the log says about one object (the dataset summary stays in the table)."""
     summary = {name: outcome[name] for name in ("key", "dataset", "status", "kind", "issue_count") if name in outcome}
@@ -60,59 +48,101 @@ def brief(outcome: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _upload(notification: ObjectNotification, key: str | None = None) -> Upload:
+    return Upload(notification.bucket, key or notification.key, notification.etag, notification.version_id,
+                  notification.sequencer)
+
+
 @dataclass
 class RegistrationBatch:
     """The datasets one batch of messages changed, to recompute once when the batch is done."""
 
     datasets: set[str] = field(default_factory=set)
     failures: dict[str, RetryableRegistrationError] = field(default_factory=dict)  # by message id
+    outcomes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by message id
+
+    @staticmethod
+    def register_message(body: str) -> list[dict[str, Any]]:
+        """The outcome of every object (or queued work) one message reports, registered on its own. Raises
+        ``RetryableRegistrationError`` when one hit throttling or a service error."""
+        batch = RegistrationBatch()
+        batch.register_messages([("message", body)])
+        batch.raise_failure("message")
+        return batch.outcomes.get("message", [])
 
     def register_messages(self, messages: list[tuple[str, str]]) -> None:
         """Register the objects of every ``(message id, body)`` at once; a message that must be retried is
         remembered for ``raise_failure``."""
         pool = _pool()
-        futures = {message_id: pool.submit(self.register_message, body) for message_id, body in messages}
-        for message_id, future in futures.items():
+        work: dict[str, Future[list[dict[str, Any]]]] = {}
+        created: list[tuple[str, ObjectNotification]] = []
+        removed: list[tuple[str, ObjectNotification, Future[dict[str, Any]]]] = []
+        for message_id, body in messages:
+            try:
+                document = json.loads(body)
+                if queued_work.is_work(document):
+                    work[message_id] = pool.submit(self.run_work, document)
+                    continue
+                notifications = list(object_notifications(document))
+            except (TypeError, ValueError, RecursionError):
+                logger.warning("queued message is not an S3 notification; dropped", extra={"body": str(body)[:200]})
+                continue
+            for notification in notifications:
+                if notification.action == REMOVED:
+                    removed.append((message_id, notification, pool.submit(
+                        unregister_object, notification.bucket, notification.key, sequencer=notification.sequencer,
+                        recompute=False)))
+                else:
+                    created.append((message_id, notification))
+        results = register_uploads([_upload(notification) for _, notification in created], submit=pool.submit)
+        self._try_alternate_keys(created, results, pool)
+        for (message_id, notification), result in zip(created, results):
+            self._record(message_id, notification.key, result)
+        for message_id, notification, future in removed:
+            self._record(message_id, notification.key, future.exception() or future.result())
+        for message_id, future in work.items():
             error = future.exception()
             if isinstance(error, RetryableRegistrationError):
                 self.failures[message_id] = error
-                continue
-            if error is not None:
+            elif error is not None:
                 raise error
-            for outcome in future.result():
-                if outcome.get("dataset") and outcome["status"] not in ("skipped", "rejected"):
-                    self.datasets.add(outcome["dataset"])
+            else:
+                for outcome in future.result():
+                    self._count(message_id, outcome)
+
+    @staticmethod
+    def _try_alternate_keys(created: list[tuple[str, ObjectNotification]], results: list[Any],
+                            pool: ThreadPoolExecutor) -> None:
+        """EventBridge sends keys as they are, but some producers encode them anyway: a missing object is tried
+        again under the decoded key."""
+        again = [position for position, ((_, notification), result) in enumerate(zip(created, results))
+                 if notification.alternate_key and isinstance(result, dict) and result["status"] == "missing"]
+        if again:
+            retried = register_uploads([_upload(created[position][1], created[position][1].alternate_key)
+                                        for position in again], submit=pool.submit)
+            for position, result in zip(again, retried):
+                results[position] = result
+
+    def _record(self, message_id: str, key: str, result: dict[str, Any] | BaseException) -> None:
+        """One object's outcome, or the error that stopped it: retried when it may pass later, else logged."""
+        if isinstance(result, BaseException):
+            if aws.is_retryable(result):
+                self.failures.setdefault(message_id, RetryableRegistrationError(f"{key}: {result}"))
+                return
+            logger.error("registration failed", extra={"key": key, "error": repr(result)}, exc_info=result)
+            result = {"key": key, "status": "failed", "error": str(result)}
+        logger.info("object handled", extra=brief(result))
+        self._count(message_id, result)
+
+    def _count(self, message_id: str, outcome: dict[str, Any]) -> None:
+        self.outcomes.setdefault(message_id, []).append(outcome)
+        if outcome.get("dataset") and outcome["status"] not in ("skipped", "rejected"):
+            self.datasets.add(outcome["dataset"])
 
     def raise_failure(self, message_id: str) -> None:
         """Raise what stopped the message's registration, if anything did (the batch processor reports it)."""
         if message_id in self.failures:
             raise self.failures[message_id]
-
-    @staticmethod
-    def register_message(body: str) -> list[dict[str, Any]]:
-        """The outcome of every object one queued S3 notification reports. Raises ``RetryableRegistrationError``
-        when one hit throttling or a service error (the objects before it stay registered; a redelivery skips
-        them)."""
-        try:
-            document = json.loads(body)
-            if queued_work.is_work(document):
-                return RegistrationBatch.run_work(document)
-            notifications = list(object_notifications(document))
-        except (TypeError, ValueError, RecursionError):
-            logger.warning("queued message is not an S3 notification; dropped", extra={"body": str(body)[:200]})
-            return []
-        outcomes = []
-        for notification in notifications:
-            try:
-                outcome = register_notification(notification)
-            except Exception as error:  # noqa: BLE001 - decided below: retry, or log and go on
-                if aws.is_retryable(error):
-                    raise RetryableRegistrationError(f"{notification.key}: {error}") from error
-                logger.exception("registration failed", extra={"key": notification.key})
-                outcome = {"key": notification.key, "status": "failed", "error": str(error)}
-            logger.info("object handled", extra=brief(outcome))
-            outcomes.append(outcome)
-        return outcomes
 
     @staticmethod
     def run_work(document: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,32 +1,52 @@
-"""Registration of uploaded objects: one object at a time, then a recompute of its dataset's summary.
+"""Registration of uploaded objects: each object on its own, then a recompute of its dataset's summary.
 
 Events may arrive twice, late or out of order. Three guards make that safe:
 
 - the source item remembers the ETag it was built from: the same upload is never processed twice;
 - S3's ``sequencer`` orders uploads of one key: an older upload never replaces a newer one's source item;
-- the summary write is conditional on ``listed_at``: a recompute that started earlier never overwrites one
-  that started later.
+- the summary is written by one recompute of a dataset at a time (``sightline.datasets.summary``).
+
+A batch of notifications (``register_uploads``) costs few calls per object: the SOURCE items of the whole batch
+are read in BatchGetItem calls, a loose image or annotation file is read with one GET conditional on the ETag
+its event announced (no HEAD: the GET's answer says the object's size, version and time; a 412 means a newer
+upload replaced it, a 404 that it is gone), and the SOURCE items are written in transactions of conditional
+puts (``source_records.put_sources``). A zip above the chunk threshold is registered in chunks
+(``sightline.datasets.fanout``).
 """
 from __future__ import annotations
 
-import json
-from datetime import timezone
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from sightline import aws, events, keys
+from sightline import aws, keys
 from sightline.config import get_settings
-from sightline.datasets import s3io
-from sightline.datasets.summary import recompute_dataset
-from sightline.datasets.images import ImageInfo, make_thumbnail, needs_thumbnail
-from sightline.datasets.issues import Issue, fit_issues, make_issue
+from sightline.datasets import archive as archives
+from sightline.datasets import fanout, s3io
+from sightline.datasets.issues import Issue, make_issue
 from sightline.datasets.paths import DatasetObject, FileKind, InvalidKey, classify_file, parse_object_key, unsupported_reason
+from sightline.datasets.source_records import (
+    SOURCE_ISSUE_LIMIT,
+    ArtifactImageStore,
+    InlineImageStore,
+    Upload,
+    get_source,
+    get_sources,
+    is_current,
+    plain_etag,
+    put_sources,
+    sequencer_order,
+    source_item,
+    upload_time,
+    write_result,
+)
 from sightline.datasets.sources import (
-    KIND_ARCHIVE,
     KIND_ANNOTATION,
+    KIND_ARCHIVE,
     KIND_IGNORED,
     KIND_IMAGE,
     MAX_ANNOTATION_FILE_BYTES,
@@ -38,202 +58,29 @@ from sightline.datasets.sources import (
     parse_loose_image,
     rejected_file,
 )
+from sightline.datasets.summary import recompute_dataset
+
+__all__ = ["Upload", "recompute_dataset", "register_object", "register_uploads", "unregister_object"]
 
 logger = Logger(child=True)
 
-# Bump when parsing rules change: sources registered by an older parser are processed again on their next event.
-PARSER_VERSION = 2  # 2: annotation formats beyond COCO, tar archives, Watson archives
-SOURCE_ISSUE_LIMIT = 100  # on the source item; the result document in the artifact bucket keeps more
-# Room for issues in a table item (400 KB at most): enough for hundreds of ordinary ones, safe for long keys.
-SOURCE_ISSUE_BYTES = 100_000
-DATASET_ISSUE_BYTES = 200_000
-UPLOAD_WORKERS = 8
-# Bound the image bytes held in memory while copies are in flight (the function has 2 GB).
-MAX_PENDING_UPLOADS = 32
-MAX_PENDING_UPLOAD_BYTES = 256 * 1024 * 1024
+# Outcomes after which the dataset's summary is worth recomputing (the object's contribution is stored).
+_STORED = ("registered", "invalid", "unchanged")
 
-def _plain_etag(etag: str | None) -> str | None:
-    # Events carry the ETag bare, HEAD answers quote it.
-    return etag.strip().strip('"') if etag else None
-
-
-def _sequencer_order(sequencer: str | None) -> str | None:
-    # S3's rule: left-pad the shorter hex string with zeros, then compare as strings.
-    return sequencer.strip().upper().rjust(64, "0") if sequencer else None
-
-
-class ArtifactImageStore:
-    """Copies valid images to their content-addressed keys, several at a time, each at most once."""
-
-    def __init__(self, bucket: str, workers: int = UPLOAD_WORKERS) -> None:
-        self._bucket = bucket
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image-copy")
-        self._pending: dict[Future[None], int] = {}  # copy in flight -> bytes it holds
-        self._seen: set[str] = set()
-
-    def store(self, data: bytes, info: ImageInfo) -> str:
-        key = keys.image_key(info.sha256, info.extension)
-        if key not in self._seen:
-            self._seen.add(key)
-            self._pending[self._pool.submit(self._copy, key, data, info)] = len(data)
-            while len(self._pending) >= MAX_PENDING_UPLOADS or sum(self._pending.values()) > MAX_PENDING_UPLOAD_BYTES:
-                self._settle(FIRST_COMPLETED)
-        return key
-
-    def _copy(self, key: str, data: bytes, info: ImageInfo) -> None:
-        self._put_once(key, data, info.content_type)
-        if needs_thumbnail(info):
-            self._put_once(keys.thumbnail_key(info.sha256), make_thumbnail(data), "image/jpeg")
-
-    def _put_once(self, key: str, data: bytes, content_type: str) -> None:
-        try:
-            # Immutable and content-addressed: already there means already right, so only the first write lands.
-            aws.client("s3").put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type,
-                                         IfNoneMatch="*")
-        except ClientError as error:
-            if not aws.is_condition_failed(error):
-                raise
-
-    def _settle(self, return_when: str) -> None:
-        done, _ = wait(self._pending, return_when=return_when)
-        for future in done:
-            del self._pending[future]
-            future.result()  # a failed copy fails the registration: never record an image that is not stored
-
-    def close(self) -> None:
-        try:
-            self._settle(ALL_COMPLETED)
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> ArtifactImageStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if exc_info[0] is None:
-            self.close()
-        else:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+Submit = Callable[..., "Future[Any]"]
 
 
 def _outcome(key: str, dataset: str | None, status: str, **extra: Any) -> dict[str, Any]:
     return {"key": key, "dataset": dataset, "status": status, **extra}
 
 
-def _head(bucket: str, key: str) -> dict[str, Any] | None:
-    """The object's current version, or None when it is gone."""
-    try:
-        return aws.client("s3").head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if aws.is_not_found(error):
-            return None
-        raise
+@dataclass
+class _ToWrite:
+    """A parsed upload whose SOURCE item is still to be written (with the batch's others)."""
 
-
-def _parse(bucket: str, obj: DatasetObject, kind: FileKind, size: int, etag: str, version_id: str | None) -> SourceParse:
-    settings = get_settings()
-    if kind is FileKind.UNSUPPORTED:
-        return rejected_file(KIND_IGNORED, obj.key, unsupported_reason(obj.key))
-    if kind is FileKind.ARCHIVE:
-        if size > settings.max_archive_bytes:
-            return rejected_file(
-                KIND_ARCHIVE, obj.key, f"archive is {size} bytes, more than the limit of {settings.max_archive_bytes}"
-            )
-        with ArtifactImageStore(settings.artifact_bucket) as sink, s3io.open_object(
-            bucket, obj.key, size, etag=etag, version_id=version_id
-        ) as stream:
-            return parse_archive(
-                stream,
-                obj.key,
-                sink=sink,
-                max_pixels=settings.max_image_pixels,
-                max_members=settings.max_archive_members,
-                max_total_bytes=settings.max_archive_bytes,
-            )
-    source_kind, limit = (KIND_IMAGE, MAX_IMAGE_FILE_BYTES) if kind is FileKind.IMAGE else (KIND_ANNOTATION, MAX_ANNOTATION_FILE_BYTES)
-    if size > limit:
-        return rejected_file(source_kind, obj.key, f"file is {size} bytes, more than the limit of {limit}")
-    try:
-        data = s3io.read_object(bucket, obj.key, etag=etag, version_id=version_id, max_bytes=limit)
-    except s3io.ObjectTooLarge as error:
-        return rejected_file(source_kind, obj.key, str(error))
-    if kind is FileKind.IMAGE:
-        with ArtifactImageStore(settings.artifact_bucket, workers=1) as sink:
-            return parse_loose_image(data, obj.key, sink=sink, max_pixels=settings.max_image_pixels)
-    return parse_loose_annotation(data, obj.key)
-
-
-def _source_item(
-    obj: DatasetObject, bucket: str, parse: SourceParse, *, etag: str, size: int, version_id: str | None,
-    sequencer: str | None, uploaded_at: str | None,
-) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "pk": keys.dataset_pk(obj.dataset),
-        "sk": keys.source_sk(obj.key),
-        "key": obj.key,
-        "bucket": bucket,
-        "etag": etag,
-        "size": size,
-        "kind": parse.kind,
-        "status": parse.status,
-        "issues": fit_issues(parse.issues.items[:SOURCE_ISSUE_LIMIT], SOURCE_ISSUE_BYTES),
-        "issue_count": parse.issues.count,
-        "parser_version": PARSER_VERSION,
-        "registered_at": aws.utc_now(),
-        # When the upload was made: of two uploads that annotate one image differently, the later one wins.
-        "uploaded_at": uploaded_at or aws.utc_now(),
-    }
-    if version_id:
-        item["version_id"] = version_id
-    if sequencer:
-        item["sequencer"] = sequencer
-    if parse.kind == KIND_IMAGE and parse.images:
-        image = parse.images[0]
-        item["image"] = {"sha256": image.sha256, "key": image.key, "width": image.width, "height": image.height}
-    elif parse.kind in (KIND_ARCHIVE, KIND_ANNOTATION) and parse.status == STATUS_REGISTERED:
-        item["result_key"] = keys.source_result_key(obj.dataset, obj.key)
-        item["image_count"] = len(parse.images)
-        item["annotation_file_count"] = len(parse.annotation_files)
-    return item
-
-
-def _put_source(item: dict[str, Any], sequencer: str | None) -> bool:
-    """Write the source item unless a newer upload of the key already did; False when it did."""
-    table = aws.table(get_settings().table_name)
-    if sequencer is None:
-        table.put_item(Item=item)
-        return True
-    try:
-        table.put_item(
-            Item=item,
-            ConditionExpression="attribute_not_exists(sk) OR attribute_not_exists(sequencer) OR sequencer <= :sequencer",
-            ExpressionAttributeValues={":sequencer": sequencer},
-        )
-        return True
-    except ClientError as error:
-        if aws.is_condition_failed(error):
-            return False
-        raise
-
-
-def _write_result(obj: DatasetObject, parse: SourceParse, etag: str, sequencer: str | None) -> None:
-    """The parse of an archive or annotation file, in the artifact bucket (too big for a table item)."""
-    # The result key is per S3 key, not per upload: check just before writing that no newer upload registered.
-    current = _get_source(obj)
-    if sequencer and current and current.get("sequencer", "") > sequencer:
-        return
-    aws.client("s3").put_object(
-        Bucket=get_settings().artifact_bucket,
-        Key=keys.source_result_key(obj.dataset, obj.key),
-        Body=json.dumps(parse.result_document(obj.key, etag), separators=(",", ":")).encode(),
-        ContentType="application/json",
-    )
-
-
-def _get_source(obj: DatasetObject) -> dict[str, Any] | None:
-    table = aws.table(get_settings().table_name)
-    response = table.get_item(Key={"pk": keys.dataset_pk(obj.dataset), "sk": keys.source_sk(obj.key)}, ConsistentRead=True)
-    return response.get("Item")
+    item: dict[str, Any]
+    sequencer: str | None
+    outcome: dict[str, Any]
 
 
 def _check_key(key: str) -> tuple[DatasetObject | None, FileKind | None, list[Issue]]:
@@ -245,79 +92,179 @@ def _check_key(key: str) -> tuple[DatasetObject | None, FileKind | None, list[Is
     return obj, classify_file(obj.relative_path), []
 
 
+def _file_limit(kind: FileKind) -> tuple[str, int]:
+    return (KIND_IMAGE, MAX_IMAGE_FILE_BYTES) if kind is FileKind.IMAGE else (KIND_ANNOTATION, MAX_ANNOTATION_FILE_BYTES)
+
+
+def _fetch(bucket: str, obj: DatasetObject, kind: FileKind, etag: str | None) -> s3io.FetchedObject | None:
+    """The object's current version: read whole (images and annotation files, one GET pinned to ``etag``), or
+    only described (archives are read later by ranged GETs; ignored files never)."""
+    if kind in (FileKind.IMAGE, FileKind.ANNOTATION):
+        return s3io.fetch_object(bucket, obj.key, etag=etag, max_bytes=_file_limit(kind)[1])
+    return s3io.head_object(bucket, obj.key)
+
+
+def _parse(bucket: str, obj: DatasetObject, kind: FileKind, fetched: s3io.FetchedObject) -> SourceParse | fanout.ChunkPlan:
+    settings = get_settings()
+    if kind is FileKind.UNSUPPORTED:
+        return rejected_file(KIND_IGNORED, obj.key, unsupported_reason(obj.key))
+    if kind is FileKind.ARCHIVE:
+        tar = archives.is_tar(obj.key)
+        limit = settings.max_archive_bytes if tar else max(settings.max_archive_bytes, settings.max_chunked_archive_bytes)
+        if fetched.size > limit:
+            return rejected_file(KIND_ARCHIVE, obj.key, f"archive is {fetched.size} bytes, more than the limit of {limit}")
+        with s3io.open_object(bucket, obj.key, fetched.size, etag=fetched.etag, version_id=fetched.version_id) as stream:
+            if not tar:
+                try:
+                    plan = fanout.plan(stream, obj.key)
+                except archives.ArchiveRejected as rejection:
+                    return rejected_file(KIND_ARCHIVE, obj.key, str(rejection))
+                if plan is not None:
+                    return plan
+            with ArtifactImageStore(settings.artifact_bucket) as sink:
+                return parse_archive(stream, obj.key, sink=sink, max_pixels=settings.max_image_pixels,
+                                     max_members=settings.max_archive_members,
+                                     max_total_bytes=settings.max_archive_bytes)
+    source_kind, limit = _file_limit(kind)
+    if fetched.data is None:
+        return rejected_file(source_kind, obj.key, f"file is {fetched.size} bytes, more than the limit of {limit}")
+    if kind is FileKind.IMAGE:
+        return parse_loose_image(fetched.data, obj.key, sink=InlineImageStore(settings.artifact_bucket),
+                                 max_pixels=settings.max_image_pixels)
+    return parse_loose_annotation(fetched.data, obj.key)
+
+
+def _register(upload: Upload, obj: DatasetObject, kind: FileKind, existing: dict[str, Any] | None) -> dict[str, Any] | _ToWrite:
+    """One upload up to (not including) the write of its SOURCE item; the outcome when there is nothing to write."""
+    etag = plain_etag(upload.etag)
+    order = sequencer_order(upload.sequencer)
+    if order and existing and existing.get("sequencer", "") > order:
+        return _outcome(obj.key, obj.dataset, "superseded")
+    if is_current(existing, etag, upload.version_id):
+        return _outcome(obj.key, obj.dataset, "unchanged")
+    try:
+        fetched = _fetch(upload.bucket, obj, kind, etag)
+        if fetched is None:
+            return _outcome(obj.key, obj.dataset, "missing")
+        if (etag and fetched.etag != etag) or (upload.version_id and fetched.version_id
+                                               and fetched.version_id != upload.version_id):
+            # Only the key's current upload is ever registered: a newer one exists and its own event registers it.
+            return _outcome(obj.key, obj.dataset, "superseded")
+        if is_current(existing, fetched.etag, fetched.version_id):
+            return _outcome(obj.key, obj.dataset, "unchanged")
+        parse = _parse(upload.bucket, obj, kind, fetched)
+    except s3io.ObjectTooLarge as error:
+        source_kind = _file_limit(kind)[0]
+        parse, fetched = rejected_file(source_kind, obj.key, str(error)), None
+    except ClientError as error:
+        # Reads are pinned to the ETag (and version) they were told about: a precondition failure means replaced.
+        if aws.is_condition_failed(error):
+            return _outcome(obj.key, obj.dataset, "superseded")
+        if aws.is_not_found(error):
+            return _outcome(obj.key, obj.dataset, "missing")
+        raise
+    if fetched is None:  # grew past the limit while it was read: refused without knowing its final state
+        fetched = s3io.FetchedObject(etag=etag or "", size=0, version_id=upload.version_id, last_modified=None)
+    if isinstance(parse, fanout.ChunkPlan):
+        return fanout.start(upload, obj, fetched, parse, order)
+    if parse.kind in (KIND_ARCHIVE, KIND_ANNOTATION) and parse.status == STATUS_REGISTERED:
+        write_result(obj.dataset, obj.key, parse, fetched.etag, order)  # before the item: it never points at nothing
+    item = source_item(obj.dataset, obj.key, upload.bucket, parse, etag=fetched.etag, size=fetched.size,
+                       version_id=fetched.version_id, sequencer=order, uploaded_at=upload_time(fetched.last_modified))
+    outcome = _outcome(obj.key, obj.dataset, parse.status, kind=parse.kind, images=len(parse.images),
+                       issues=parse.issues.items[:SOURCE_ISSUE_LIMIT], issue_count=parse.issues.count)
+    return _ToWrite(item, order, outcome)
+
+
+def _inline(function: Callable[..., Any], *args: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
+        future.set_exception(error)
+    return future
+
+
+def register_uploads(uploads: list[Upload], *, submit: Submit | None = None) -> list[dict[str, Any] | BaseException]:
+    """Register many uploaded objects (images, archives, annotation files) without recomputing their datasets;
+    per upload, in order, its outcome or the error that stopped it (S3/DynamoDB failures; see
+    ``aws.is_retryable``). ``submit`` (an executor's) runs the objects at once; without it, one after another.
+
+    An outcome is ``{"key", "dataset", "status", ...}``; status is ``registered`` or ``invalid`` (processed),
+    ``unchanged`` (this upload was already registered), ``superseded`` (a newer upload of the key exists),
+    ``missing`` (the object is gone), ``registering`` (a big archive whose chunks were queued; its dataset is
+    recomputed when the last is done), ``skipped`` (a harmless file such as .DS_Store) or ``rejected`` (outside
+    a valid dataset folder; ``issues`` says why). Bad data never raises.
+    """
+    run = submit or _inline
+    results: list[dict[str, Any] | BaseException | None] = [None] * len(uploads)
+    checked = [_check_key(upload.key) for upload in uploads]
+    wanted = [(obj.dataset, obj.key) for obj, kind, _ in checked if obj is not None and kind is not FileKind.SKIP]
+    try:
+        known = get_sources(wanted) if wanted else {}
+    except Exception:  # noqa: BLE001 - each object reads its own item instead, and fails alone if it must
+        logger.exception("batch read of source items failed; reading them one by one")
+        known = {}
+    first: dict[Upload, int] = {}  # the same notification twice in one batch is registered once
+    futures: dict[int, Future[Any]] = {}
+    for position, (upload, (obj, kind, issues)) in enumerate(zip(uploads, checked)):
+        if obj is None:
+            results[position] = _outcome(upload.key, None, "rejected", issues=issues)
+        elif kind is FileKind.SKIP:
+            results[position] = _outcome(upload.key, obj.dataset, "skipped")
+        elif upload not in first:
+            first[upload] = position
+            futures[position] = run(_register_one, upload, obj, kind, known)
+    to_write: list[tuple[int, _ToWrite]] = []
+    for position, future in futures.items():
+        try:
+            result = future.result()
+        except BaseException as error:  # noqa: BLE001 - reported for this upload alone
+            results[position] = error
+            continue
+        if isinstance(result, _ToWrite):
+            to_write.append((position, result))
+        else:
+            results[position] = result
+    written = put_sources([(pending.item, pending.sequencer) for _, pending in to_write]) if to_write else []
+    for (position, pending), result in zip(to_write, written):
+        if isinstance(result, BaseException):
+            results[position] = result
+        elif result:
+            results[position] = pending.outcome  # logged by the caller (one line per object)
+        else:
+            results[position] = _outcome(pending.outcome["key"], pending.outcome["dataset"], "superseded")
+    for position, upload in enumerate(uploads):
+        if results[position] is None:
+            same = results[first[upload]]
+            results[position] = dict(same) if isinstance(same, dict) else same
+    return results  # type: ignore[return-value]
+
+
+def _register_one(upload: Upload, obj: DatasetObject, kind: FileKind,
+                  known: dict[tuple[str, str], dict[str, Any] | None]) -> dict[str, Any] | _ToWrite:
+    pair = (obj.dataset, obj.key)
+    existing = known[pair] if pair in known else get_source(*pair)
+    return _register(upload, obj, kind, existing)
+
+
 def register_object(
     bucket: str, key: str, etag: str | None = None, version_id: str | None = None, *, sequencer: str | None = None,
     recompute: bool = True,
 ) -> dict[str, Any]:
-    """Register one uploaded object (image, archive or annotation file) and, with ``recompute``, its dataset (a
-    batch of notifications recomputes each dataset once instead: ``sightline.datasets.delivery``).
-
-    Returns ``{"key", "dataset", "status", ...}``; status is ``registered`` or ``invalid`` (processed), ``unchanged``
-    (this upload was already registered), ``superseded`` (a newer upload of the key exists), ``missing`` (the
-    object is gone), ``skipped`` (a harmless file such as .DS_Store) or ``rejected`` (outside a valid dataset
-    folder; ``issues`` says why). Bad data never raises; S3/DynamoDB failures do (see ``aws.is_retryable``).
-    """
-    obj, kind, issues = _check_key(key)
-    if obj is None:
-        return _outcome(key, None, "rejected", issues=issues)
-    if kind is FileKind.SKIP:
-        return _outcome(key, obj.dataset, "skipped")
-    etag = _plain_etag(etag)
-    order = _sequencer_order(sequencer)
-
-    existing = _get_source(obj)
-    if order and existing and existing.get("sequencer", "") > order:
-        return _outcome(key, obj.dataset, "superseded")
-    head = _head(bucket, key)
-    if head is None:
-        return _outcome(key, obj.dataset, "missing")
-    current_etag = _plain_etag(head.get("ETag")) or ""
-    current_version = head.get("VersionId")
-    if (etag and current_etag != etag) or (version_id and current_version and current_version != version_id):
-        # Only the key's current upload is ever registered: a newer one exists and its own event registers it.
-        return _outcome(key, obj.dataset, "superseded")
-    etag = current_etag
-    version_id = current_version if current_version and current_version != "null" else None
-    if existing and existing.get("etag") == etag and existing.get("parser_version") == PARSER_VERSION:
-        return _outcome(key, obj.dataset, "unchanged", **_summary(obj.dataset, recompute))
-
-    size = int(head.get("ContentLength", 0))
-    try:
-        parse = _parse(bucket, obj, kind, size, etag, version_id)
-    except ClientError as error:
-        # The read is pinned to the ETag (and version) it was told about: a precondition failure means replaced.
-        if aws.is_condition_failed(error):
-            return _outcome(key, obj.dataset, "superseded")
-        if aws.is_not_found(error):
-            return _outcome(key, obj.dataset, "missing")
-        raise
-    if parse.kind in (KIND_ARCHIVE, KIND_ANNOTATION) and parse.status == STATUS_REGISTERED:
-        _write_result(obj, parse, etag, order)  # before the item, so an item never points at nothing
-    modified = head.get("LastModified")
-    uploaded_at = modified.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if modified else None
-    item = _source_item(obj, bucket, parse, etag=etag, size=size, version_id=version_id, sequencer=order,
-                        uploaded_at=uploaded_at)
-    if not _put_source(item, order):
-        return _outcome(key, obj.dataset, "superseded")
-    logger.info(
-        "registered object",
-        extra={"key": key, "dataset": obj.dataset, "kind": parse.kind, "status": parse.status,
-               "images": len(parse.images), "issue_count": parse.issues.count},
-    )
-    return _outcome(
-        key,
-        obj.dataset,
-        parse.status,
-        kind=parse.kind,
-        images=len(parse.images),
-        issues=parse.issues.items[:SOURCE_ISSUE_LIMIT],
-        issue_count=parse.issues.count,
-        **_summary(obj.dataset, recompute),
-    )
+    """Register one uploaded object (``register_uploads``'s outcome) and, with ``recompute``, its dataset (a
+    batch of notifications recomputes each dataset once instead: ``sightline.datasets.delivery``). S3/DynamoDB
+    failures raise."""
+    [result] = register_uploads([Upload(bucket, key, etag, version_id, sequencer)])
+    if isinstance(result, BaseException):
+        raise result
+    return {**result, **_summary(result, recompute)}
 
 
-def _summary(dataset: str, recompute: bool) -> dict[str, Any]:
-    return {"summary": recompute_dataset(dataset)} if recompute else {}
+def _summary(outcome: dict[str, Any], recompute: bool) -> dict[str, Any]:
+    if not recompute or not outcome.get("dataset") or outcome["status"] not in _STORED:
+        return {}
+    return {"summary": recompute_dataset(outcome["dataset"])}
 
 
 def unregister_object(bucket: str, key: str, *, sequencer: str | None = None, recompute: bool = True) -> dict[str, Any]:
@@ -327,11 +274,11 @@ def unregister_object(bucket: str, key: str, *, sequencer: str | None = None, re
         return _outcome(key, None, "rejected", issues=issues)
     if kind is FileKind.SKIP:
         return _outcome(key, obj.dataset, "skipped")
-    if _head(bucket, key) is not None:
+    if s3io.head_object(bucket, key) is not None:
         return _outcome(key, obj.dataset, "superseded")  # uploaded again since the deletion
-    if _get_source(obj) is None:
+    if get_source(obj.dataset, key) is None:
         return _outcome(key, obj.dataset, "missing")
-    order = _sequencer_order(sequencer)
+    order = sequencer_order(sequencer)
     table = aws.table(get_settings().table_name)
     request: dict[str, Any] = {"Key": {"pk": keys.dataset_pk(obj.dataset), "sk": keys.source_sk(key)}}
     if order:
@@ -343,4 +290,7 @@ def unregister_object(bucket: str, key: str, *, sequencer: str | None = None, re
         if aws.is_condition_failed(error):
             return _outcome(key, obj.dataset, "superseded")
         raise
-    return _outcome(key, obj.dataset, "removed", **_summary(obj.dataset, recompute))
+    outcome = _outcome(key, obj.dataset, "removed")
+    if recompute:
+        outcome["summary"] = recompute_dataset(obj.dataset)
+    return outcome

@@ -6,7 +6,11 @@ archive's size, and a replaced object fails the read (``PreconditionFailed``) in
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from sightline import aws
 
@@ -78,10 +82,7 @@ def open_object(bucket: str, key: str, size: int, *, etag: str | None, version_i
     return io.BufferedReader(RangedObjectReader(bucket, key, size, etag=etag, version_id=version_id), ARCHIVE_BUFFER_BYTES)
 
 
-def read_object(bucket: str, key: str, *, etag: str | None, version_id: str | None, max_bytes: int) -> bytes:
-    """The whole object, streamed and cut off at ``max_bytes`` (``ObjectTooLarge``)."""
-    response = aws.client("s3").get_object(Bucket=bucket, Key=key, **_pin(etag, version_id))
-    body = response["Body"]
+def _read_body(body: Any, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     try:
@@ -93,3 +94,53 @@ def read_object(bucket: str, key: str, *, etag: str | None, version_id: str | No
     finally:
         body.close()
     return b"".join(chunks)
+
+
+def read_object(bucket: str, key: str, *, etag: str | None, version_id: str | None, max_bytes: int) -> bytes:
+    """The whole object, streamed and cut off at ``max_bytes`` (``ObjectTooLarge``)."""
+    response = aws.client("s3").get_object(Bucket=bucket, Key=key, **_pin(etag, version_id))
+    return _read_body(response["Body"], max_bytes)
+
+
+@dataclass(frozen=True)
+class FetchedObject:
+    """The key's current version as one GET (or HEAD) saw it; ``data`` is None when it was not read."""
+
+    etag: str
+    size: int
+    version_id: str | None  # None in an unversioned bucket
+    last_modified: datetime | None
+    data: bytes | None = None
+
+
+def _fetched(response: dict[str, Any], data: bytes | None) -> FetchedObject:
+    version = response.get("VersionId")
+    return FetchedObject(
+        etag=str(response.get("ETag") or "").strip().strip('"'),
+        size=int(response.get("ContentLength") or 0),
+        version_id=version if version and version != "null" else None,
+        last_modified=response.get("LastModified"),
+        data=data,
+    )
+
+
+def fetch_object(bucket: str, key: str, *, etag: str | None, max_bytes: int) -> FetchedObject:
+    """The key's current version in one GET: its bytes with its ETag, size, version and time, instead of a HEAD
+    and then a GET. With ``etag`` the GET is conditional on it (``If-Match``): a newer upload fails it with
+    ``PreconditionFailed``. An object over ``max_bytes`` by its size is not read (``data`` None); one that
+    grows past it while read raises ``ObjectTooLarge``. A missing object raises ``NoSuchKey``."""
+    response = aws.client("s3").get_object(Bucket=bucket, Key=key, **_pin(etag, None))
+    if int(response.get("ContentLength") or 0) > max_bytes:
+        response["Body"].close()
+        return _fetched(response, None)
+    return _fetched(response, _read_body(response["Body"], max_bytes))
+
+
+def head_object(bucket: str, key: str) -> FetchedObject | None:
+    """The key's current version without its bytes; None when there is none."""
+    try:
+        return _fetched(aws.client("s3").head_object(Bucket=bucket, Key=key), None)
+    except ClientError as error:
+        if aws.is_not_found(error):
+            return None
+        raise

@@ -136,13 +136,16 @@ def parse_loose_annotation(data: bytes, key: str) -> SourceParse:
 
 
 def parse_archive(
-    fileobj: IO[bytes], key: str, *, sink: ImageSink, max_pixels: int, max_members: int, max_total_bytes: int
+    fileobj: IO[bytes], key: str, *, sink: ImageSink, max_pixels: int, max_members: int, max_total_bytes: int,
+    member_range: tuple[int, int] | None = None,
 ) -> SourceParse:
-    """Every member of a zip or tar: images and annotation files; unsafe or broken members become issues, and
-    an archive refused as a whole keeps what was read before the refusal (a tar is read as a stream)."""
+    """Every member of a zip or tar (or, with ``member_range``, one chunk of a zip's members): images and
+    annotation files; unsafe or broken members become issues, and an archive refused as a whole keeps what was
+    read before the refusal (a tar is read as a stream)."""
     parse = SourceParse(kind=KIND_ARCHIVE)
     members = archives.entries(fileobj, key, max_members=max_members, max_total_bytes=max_total_bytes,
-                               max_member_bytes=max(MAX_IMAGE_FILE_BYTES, MAX_ANNOTATION_FILE_BYTES))
+                               max_member_bytes=max(MAX_IMAGE_FILE_BYTES, MAX_ANNOTATION_FILE_BYTES),
+                               member_range=member_range)
     try:
         for member in members:
             if isinstance(member, archives.RefusedMember):
@@ -151,9 +154,12 @@ def parse_archive(
             _member(member, key, parse, sink, max_pixels)
     except archives.ArchiveRejected as rejection:
         parse.issues.add(key, str(rejection))
-    if not parse.images and not parse.annotation_files and not parse.issues.count:
-        parse.issues.add(key, "archive holds no images or annotation files")
+    if member_range is None and not parse.images and not parse.annotation_files and not parse.issues.count:
+        parse.issues.add(key, EMPTY_ARCHIVE)
     return parse
+
+
+EMPTY_ARCHIVE = "archive holds no images or annotation files"
 
 
 def _member(member: archives.Entry, key: str, parse: SourceParse, sink: ImageSink, max_pixels: int) -> None:
