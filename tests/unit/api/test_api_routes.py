@@ -170,9 +170,9 @@ def test_unknown_route_is_a_json_404():
     ("method", "path", "allowed"),
     [
         ("DELETE", "/v1/models", "GET, POST"),
-        ("PUT", "/v1/models/mdl-0123456789ab", "GET"),
+        ("PUT", "/v1/models/mdl-0123456789ab", "DELETE, GET"),
         ("POST", "/v1/health", "GET"),
-        ("PATCH", "/v1/models/mdl-0123456789ab/versions/1", "GET"),
+        ("PATCH", "/v1/models/mdl-0123456789ab/versions/1", "DELETE, GET"),
     ],
 )
 def test_wrong_method_is_a_json_405(method, path, allowed):
