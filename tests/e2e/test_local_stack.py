@@ -305,7 +305,7 @@ def test_a_retrain_serves_the_old_version_until_the_new_one_is_at_least_as_good(
         model = api.get(f"/v1/models/{model_id}").json()
         if api.get(f"/v1/models/{model_id}/versions/2").json()["status"] == "training":
             assert predicted.json()["version"] == 1
-            assert (model["status"], model["serving_version"], model["latest_version"]) == ("ready", 1, 2)
+            assert (model["status"], model["serving_version"], model["latest_version"]) == ("retraining", 1, 2)
             answered_while_training += 1
         time.sleep(0.5)
     assert answered_while_training, "version 2 finished before a prediction could be made while it trained"
@@ -313,14 +313,20 @@ def test_a_retrain_serves_the_old_version_until_the_new_one_is_at_least_as_good(
     second = _wait_version_done(api, model_id, 2)
     assert second["status"] == "ready", second.get("failure_reason")
     assert second["trigger"] == {"type": "api"} and second["params"]["epochs"] == 1
+    # The request queued while 2 trained started when 2 ended: one follow-up, marked as queued.
+    third = api.get(f"/v1/models/{model_id}/versions/3").json()
+    assert third["trigger"] == {"type": "api", "queued": True}
     versions = api.get(f"/v1/models/{model_id}/versions").json()["versions"]
-    assert [v["version"] for v in versions] == [2, 1]
-    old, new = versions[1]["metrics"], second["metrics"]
+    assert [v["version"] for v in versions] == [3, 2, 1]
+    old, new = versions[2]["metrics"], second["metrics"]
     assert old["primary_metric"] == new["primary_metric"] == "accuracy"
     promoted = new["accuracy"] >= old["accuracy"]
     model = api.get(f"/v1/models/{model_id}").json()
-    assert model["status"] == "ready" and model["serving_version"] == (2 if promoted else 1)
+    assert model["serving_version"] == (2 if promoted else 1) and model["queued_version"] is None
     assert second["promoted"] is promoted
+    # Let 3 finish: the local stack runs one training job at a time.
+    assert _wait_version_done(api, model_id, 3)["status"] == "ready"
+    model = api.get(f"/v1/models/{model_id}").json()
     predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png")
     assert predicted.status == 200 and predicted.json()["version"] == model["serving_version"]
 
@@ -328,8 +334,8 @@ def test_a_retrain_serves_the_old_version_until_the_new_one_is_at_least_as_good(
 def test_new_data_retrains_a_model_that_asks_for_it(stack, api):
     s3 = stack.client("s3")
     bucket = stack.output("DataBucketName")
-    s3.put_object(Bucket=bucket, Key="datasets/growing/shapes.zip", Body=synthetic.classification_zip(per_class=4, size=32, seed=7))
-    api.wait_for("/v1/datasets/growing", lambda d: d["status"] == "ready" and d["images"] == 8, timeout=120)
+    s3.put_object(Bucket=bucket, Key="datasets/growing/shapes.zip", Body=synthetic.classification_zip(per_class=5, size=32, seed=7))
+    api.wait_for("/v1/datasets/growing", lambda d: d["status"] == "ready" and d["images"] == 10, timeout=120)
     model_id = _train(api, {
         "name": "growing classifier", "task": "classification", "datasets": ["growing"], "retrain_on_new_data": True,
         "params": {"epochs": 1, "image_size": 32, "batch_size": 4},
@@ -340,7 +346,7 @@ def test_new_data_retrains_a_model_that_asks_for_it(stack, api):
     extra, _ = synthetic.shapes_image(random.Random(21), 32, 32, labels=("square",))
     s3.put_object(Bucket=bucket, Key="datasets/growing/square/extra.png", Body=synthetic.encode(extra))
     model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["latest_version"] >= 2, timeout=120, interval=0.5)
-    assert model["latest_version"] == 2 and model["serving_version"] == 1 and model["status"] == "ready"
+    assert model["latest_version"] == 2 and model["serving_version"] == 1 and model["status"] in ("retraining", "ready")
     version = api.get(f"/v1/models/{model_id}/versions/2").json()
     assert version["trigger"] == {"type": "dataset_updated", "dataset": "growing"}
     # Let it finish: the local stack runs one training job at a time and stops with the module.
