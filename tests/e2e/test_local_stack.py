@@ -314,7 +314,8 @@ def test_a_retrain_serves_the_old_version_until_the_new_one_is_at_least_as_good(
     assert second["status"] == "ready", second.get("failure_reason")
     assert second["trigger"] == {"type": "api"} and second["params"]["epochs"] == 1
     # The request queued while 2 trained started when 2 ended: one follow-up, marked as queued.
-    third = api.get(f"/v1/models/{model_id}/versions/3").json()
+    # (The record step marks 2 ready, then starts 3: wait for it.)
+    third = api.wait_for(f"/v1/models/{model_id}/versions/3", lambda v: "trigger" in v, timeout=60, interval=0.5)
     assert third["trigger"] == {"type": "api", "queued": True}
     versions = api.get(f"/v1/models/{model_id}/versions").json()["versions"]
     assert [v["version"] for v in versions] == [3, 2, 1]
