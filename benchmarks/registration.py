@@ -201,6 +201,8 @@ def main() -> int:
     parser.add_argument("--zip-images", type=int, default=5000)
     parser.add_argument("--loose-images", type=int, default=2000)
     parser.add_argument("--format-images", type=int, default=500)
+    parser.add_argument("--chunked-zip-images", type=int, default=0,
+                        help="also a zip this big, registered in chunks (above ARCHIVE_CHUNK_MEMBERS, 5,000)")
     parser.add_argument("--profile", action="store_true", help="count moto's calls per operation for each upload")
     parser.add_argument("--uploads-in-process", action="store_true",
                         help="upload the loose images from this process (moto's) instead of one of their own")
@@ -277,6 +279,16 @@ def main() -> int:
             seconds = timed(name, len(detection),
                             lambda: s3.put_object(Bucket=bucket, Key=f"datasets/{name}/export.zip", Body=data))
             row(f"{name.upper()} zip of {len(detection)} images", len(detection), seconds)
+
+        if args.chunked_zip_images:
+            chunked = images(args.chunked_zip_images, seed=4)
+            archive = zipped({path: data for path, data, _ in chunked})
+            del chunked
+            seconds = timed("chunked", args.chunked_zip_images,
+                            lambda: s3.put_object(Bucket=bucket, Key="datasets/chunked/all.zip", Body=archive))
+            chunks = -(-args.chunked_zip_images // 5000)
+            row(f"zip of {args.chunked_zip_images} images ({len(archive) / 1e6:.0f} MB) in {chunks} chunks of 5000, "
+                "one at a time", args.chunked_zip_images, seconds)
     finally:
         stack.stop()
 

@@ -14,6 +14,9 @@ with the same outcome, so that the local stack's registration figures measure re
 - Every request to moto's server: finding the service of a request lists moto's package folder (a ``listdir``
   and a hundred ``stat`` calls) twice; 1.5 ms a request, more than many whole operations. The list is read once
   here (the installed package does not change while the stack runs).
+- Name conversions: moto turns API names into Python names (``camelcase_to_underscores``, a chain of regular
+  expressions) for every request and, in SQS, for every queue attribute of every message sent; the answers are
+  remembered here (the function depends on its argument alone).
 - SQS receives: for every message it returns, moto computes all of the queue's attributes (among them the
   count of visible messages, two clock reads per message in the queue) only to read the retention period, so
   a receive of ten costs ten passes over the queue; a bulk upload with hundreds of messages waiting spent most
@@ -26,6 +29,7 @@ with the same outcome, so that the local stack's registration figures measure re
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import time
 import types
@@ -41,11 +45,25 @@ def install() -> None:
         return
     _installed = True
     _patch_module_list()
+    _patch_name_conversions()
     _patch_transactions()
     _patch_partition_queries()
     _patch_attribute_values()
     _patch_sqs_retention()
     _patch_sqs_clock()
+
+
+def _patch_name_conversions() -> None:
+    import importlib
+
+    from moto.core import utils
+
+    remembered = functools.lru_cache(maxsize=4096)(utils.camelcase_to_underscores)
+    for name in ("moto.core.utils", "moto.core.responses", "moto.sqs.models", "moto.sqs.responses",
+                 "moto.s3.responses", "moto.dynamodb.responses"):
+        module = importlib.import_module(name)
+        if getattr(module, "camelcase_to_underscores", None) is utils.camelcase_to_underscores:
+            module.camelcase_to_underscores = remembered
 
 
 def _patch_module_list() -> None:
