@@ -220,6 +220,8 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         version_number,
         VersionStatus.READY,
         metrics={name: value for name, value in metrics.items() if name not in _METRICS_ONLY_IN_FILE},
+        # Where training's starting weights came from ({"source": "s3" | "cache" | "download" | "none", ...}).
+        weights=metrics.get("weights"),
         artifacts=artifacts,
         classes=classes,
         job_id=job_id or version.get("job_id"),
@@ -248,11 +250,24 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
     return {"model_id": model_id, "version": version_number, "status": VersionStatus.READY, "promoted": promoted}
 
 
+MODEL_VERSION_FINISHED = "ModelVersionFinished"
+
+
 def _start_queued_version(model_id: str) -> None:
-    """A version finished (trained, failed or cancelled): start the one queued behind it, if any."""
+    """A version finished (trained, failed or cancelled): start the one queued behind it, if any. The record
+    steps cannot know the state machine (it names them, so it cannot be named back in the template): there a
+    ``ModelVersionFinished`` event asks the retrain function to start it. Never fails the caller."""
     from sightline import retraining  # retraining starts workflows through this module
 
-    started = retraining.start_queued_version(model_id)
+    try:
+        if not get_settings().training_state_machine_arn:
+            if model_registry.pending_version(model_id) is not None:
+                events.publish(MODEL_VERSION_FINISHED, {"model_id": model_id})
+            return
+        started = retraining.start_queued_version(model_id)
+    except Exception:  # noqa: BLE001 - the version's own outcome is recorded; the queued one stays queued
+        logger.exception("could not start the queued version", extra={"model_id": model_id})
+        return
     if started is not None:
         logger.info("queued version started", extra={"model_id": model_id, "version": started["version"]})
 
