@@ -28,6 +28,7 @@ ENVIRONMENT = {
     "checkpoint": JobEnvironment.CHECKPOINT_URI,
     "template": JobEnvironment.TEMPLATE,
     "params": JobEnvironment.PARAMS,
+    "weights_uri": JobEnvironment.WEIGHTS_URI,
 }
 
 
@@ -44,6 +45,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="where checkpoint.pt is kept and resumed from [SIGHTLINE_CHECKPOINT_URI]")
     parser.add_argument("--template", help="template id; default: the task's default [SIGHTLINE_TEMPLATE]")
     parser.add_argument("--params", help='JSON object, e.g. \'{"epochs": 5}\' [SIGHTLINE_PARAMS]')
+    parser.add_argument("--weights-uri", help="s3:// prefix holding torchvision's weight files under their own "
+                        "names, tried before the torch cache [SIGHTLINE_WEIGHTS_URI]")
     parser.add_argument("--work-dir", type=Path, help="local scratch: image cache, checkpoint, artifacts "
                         "(default: <tmp>/sightline-training/<hash of the output URI>)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
@@ -79,6 +82,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         workers=args.workers,
         device=args.device,
         seed=args.seed,
+        weights_uri=values["weights_uri"],
     )
 
 

@@ -18,3 +18,4 @@ class JobConfig:
     device: str = "auto"  # auto, cpu or cuda
     seed: int = 0
     check_images: int = 4  # validation images the ONNX check runs
+    weights_uri: str | None = None  # the deployment's s3:// prefix of published weights (weights.py)

@@ -23,7 +23,7 @@ from sightline.contract import CLASSIFICATION, LABELS_FORMAT
 from sightline.imaging import InputSpec
 from sightline.templates import TrainingTemplate
 
-from sightline_training.models import CLASSIFIER_TASKS
+from sightline_training.models import CLASSIFIER_TASKS, detection_limits
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ def verify_detector(session: onnxruntime.InferenceSession, model: nn.Module, tor
                     onnx_inputs: Sequence[np.ndarray]) -> OnnxCheck:
     """Detections of onnxruntime against PyTorch, image by image (see :func:`compare_detections`)."""
     exportable = DetectorForExport(model).eval()
+    score_threshold, nms_threshold, max_detections = detection_limits(model)
     worst, reasons = 0.0, []
     for number, (torch_input, onnx_input) in enumerate(zip(torch_inputs, onnx_inputs), start=1):
         with torch.inference_mode():
@@ -182,8 +183,7 @@ def verify_detector(session: onnxruntime.InferenceSession, model: nn.Module, tor
             reasons.append(f"labels are {labels.dtype}, not int64")
         difference, problems = compare_detections(
             expected, Detections(boxes, scores, labels), side=max(torch_input.shape[-2:]),
-            score_threshold=float(model.score_thresh), nms_threshold=float(model.nms_thresh),
-            max_detections=int(model.detections_per_img))
+            score_threshold=score_threshold, nms_threshold=nms_threshold, max_detections=max_detections)
         log.info("onnx check image %d: %d detections from PyTorch, %d from onnxruntime, max diff %.3g",
                  number, len(expected.scores), len(scores), difference)
         worst = max(worst, difference)

@@ -1,17 +1,27 @@
 """torchvision models for the catalogue's templates, and how the exported model wants its input fed.
 
-No pretrained weights: the container has no network at run time, so every model trains from scratch.
+Every template is a torchvision builder (``TrainingTemplate.architecture``) built with random initialisation and
+the dataset's number of outputs; :mod:`sightline_training.weights` then loads published (or the user's) weights
+into everything but the class-specific head (:data:`ARCHITECTURES`: which tensors those are, and which
+parameters ``freeze_backbone_epochs`` freezes).
 """
 from __future__ import annotations
 
+import logging
+import re
+from dataclasses import dataclass
+
+import torch
 from torch import nn
-from torchvision.models import mobilenet_v3_small
-from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+from torchvision.models import get_model
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from sightline.imaging import InputSpec
 from sightline.contract import CLASSIFICATION, MULTILABEL
 from sightline.templates import TrainingTemplate
+
+log = logging.getLogger(__name__)
 
 # Tasks trained on a torchvision image classifier: normalised [N, 3, H, W] in, ``logits`` [N, outputs] out. They
 # differ in the loss and in how scores are read: a softmax (classification) or one sigmoid per class (multilabel).
@@ -19,9 +29,53 @@ CLASSIFIER_TASKS = (CLASSIFICATION, MULTILABEL)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# SSDlite normalises inside the model ([0, 1] -> [-1, 1]); see torchvision's ssdlite320_mobilenet_v3_large.
-SSDLITE_MEAN = (0.5, 0.5, 0.5)
-SSDLITE_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What weight loading and backbone freezing need to know about one torchvision architecture."""
+
+    # State-dict keys whose shape depends on the number of classes: never loaded from other weights, always new.
+    head: str
+    # Parameter-name prefixes of the pretrained feature extractor (what ``freeze_backbone_epochs`` freezes).
+    backbone: tuple[str, ...]
+    # Pretrained, torchvision's own builder swaps the feature extractor's BatchNorm for FrozenBatchNorm2d (the
+    # COCO weights were trained so); from scratch it keeps BatchNorm. ``build_model(pretrained=True)`` does too.
+    frozen_norm: bool = False
+
+    def is_head(self, key: str) -> bool:
+        return re.fullmatch(self.head, key) is not None
+
+    def is_backbone(self, name: str) -> bool:
+        return name.startswith(self.backbone)
+
+
+_RESNET_TRUNK = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
+
+ARCHITECTURES: dict[str, Architecture] = {
+    # Classifiers: the last Linear of ``classifier`` (or ``fc``) maps features to the classes.
+    "mobilenet_v3_small": Architecture(r"classifier\.3\..*", ("features.",)),
+    "mobilenet_v3_large": Architecture(r"classifier\.3\..*", ("features.",)),
+    "efficientnet_b0": Architecture(r"classifier\.1\..*", ("features.",)),
+    "resnet50": Architecture(r"fc\..*", _RESNET_TRUNK),
+    "convnext_tiny": Architecture(r"classifier\.2\..*", ("features.",)),
+    # Detectors: only the class scores (and Faster R-CNN's per-class boxes) depend on the classes; the region
+    # proposals, box regression and the rest of the heads keep their COCO training.
+    "ssdlite320_mobilenet_v3_large": Architecture(r"head\.classification_head\.module_list\.\d+\.1\..*",
+                                                  ("backbone.features.",)),
+    "fasterrcnn_mobilenet_v3_large_fpn": Architecture(r"roi_heads\.box_predictor\..*", ("backbone.body.",),
+                                                      frozen_norm=True),
+    "retinanet_resnet50_fpn_v2": Architecture(r"head\.classification_head\.cls_logits\..*", ("backbone.body.",)),
+    "fcos_resnet50_fpn": Architecture(r"head\.classification_head\.cls_logits\..*", ("backbone.body.",),
+                                      frozen_norm=True),
+}
+
+
+def architecture(template: TrainingTemplate) -> Architecture:
+    try:
+        return ARCHITECTURES[template.architecture]
+    except KeyError:
+        raise ValueError(f"no model builder for template {template.id!r}") from None
 
 
 def input_spec(template: TrainingTemplate, image_size: int) -> InputSpec:
@@ -32,34 +86,68 @@ def input_spec(template: TrainingTemplate, image_size: int) -> InputSpec:
     return InputSpec("images", image_size, image_size, False, 255.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
-def build_model(template: TrainingTemplate, num_classes: int, image_size: int) -> nn.Module:
-    """The template's torchvision model for ``num_classes`` outputs at ``image_size`` pixels.
+def build_model(template: TrainingTemplate, num_classes: int, image_size: int, pretrained: bool = False) -> nn.Module:
+    """The template's torchvision model for ``num_classes`` outputs at ``image_size`` pixels, randomly initialised.
 
     Outputs are the manifest's classes, plus the background output of a classifier trained with negatives
-    (see ``train.output_count``); a detector adds its own background label 0.
+    (see ``train.output_count``); a detector adds its own background label 0. ``pretrained``: laid out for
+    pretrained weights to be loaded (:mod:`sightline_training.weights`), as torchvision's builder lays it out.
     """
-    if template.id in ("mobilenet_v3_small", "mobilenet_v3_small_multilabel"):
-        return mobilenet_v3_small(weights=None, num_classes=num_classes)
-    if template.id == "ssdlite320_mobilenet_v3_large":
-        return _ssdlite(num_classes, image_size)
-    raise ValueError(f"no model builder for template {template.id!r}")
-
-
-def _ssdlite(num_classes: int, image_size: int) -> nn.Module:
-    model = ssdlite320_mobilenet_v3_large(
-        weights=None,
-        weights_backbone=None,
-        num_classes=num_classes + 1,  # label 0 is background
-    )
-    # The builder fixes the input at 320x320 and ignores ``size``. The anchors (DefaultBoxGenerator) are
-    # relative to the input and the backbone is fully convolutional, so only the resize step has to change
-    # for the template's image_size to take effect.
+    layout = architecture(template)
+    if template.task in CLASSIFIER_TASKS:
+        return get_model(template.architecture, weights=None, num_classes=num_classes)
+    model = get_model(template.architecture, weights=None, weights_backbone=None,
+                      num_classes=num_classes + 1)  # label 0 is background
+    # The builders resize to their own sizes (SSDlite 320x320, the others 800 to 1333 pixels). Each keeps its
+    # normalisation, inside the graph, and takes the template's square image_size: SSDlite's anchors are relative
+    # to the input and every backbone is fully convolutional, so only the resize step has to change.
+    transform = model.transform
     model.transform = GeneralizedRCNNTransform(
         min_size=image_size,
         max_size=image_size,
-        image_mean=list(SSDLITE_MEAN),
-        image_std=list(SSDLITE_STD),
-        size_divisible=1,
+        image_mean=list(transform.image_mean),
+        image_std=list(transform.image_std),
+        size_divisible=transform.size_divisible,
         fixed_size=(image_size, image_size),
     )
+    if pretrained and layout.frozen_norm:
+        freeze_batch_norm(model.backbone.body)
     return model
+
+
+def freeze_batch_norm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d under ``module`` by torchvision's FrozenBatchNorm2d with its default eps, as the
+    detection builders do when they build for pretrained weights (the statistics become fixed buffers)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features)
+            with torch.no_grad():
+                for buffer in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(frozen, buffer).copy_(getattr(child, buffer))
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)
+
+
+def freeze_backbone(model: nn.Module, template: TrainingTemplate, frozen: bool) -> int:
+    """Stop (``frozen``) or resume training the pretrained feature extractor; the number of tensors affected.
+
+    Frozen parameters get no gradient, so the optimiser leaves them (and their weight decay) alone; the head
+    and, in a detector, the neck and box heads keep training.
+    """
+    layout = architecture(template)
+    backbone = [parameter for name, parameter in model.named_parameters() if layout.is_backbone(name)]
+    changed = sum(parameter.requires_grad == frozen for parameter in backbone)
+    for parameter in backbone:
+        parameter.requires_grad_(not frozen)
+    if changed:
+        log.info("backbone %s (%d tensors)", "frozen" if frozen else "training again", changed)
+    return len(backbone)
+
+
+def detection_limits(model: nn.Module) -> tuple[float, float, int]:
+    """A detector's (score threshold, NMS IoU threshold, detections per image): on the model, or on its
+    ``roi_heads`` for the two-stage Faster R-CNN."""
+    owner = getattr(model, "roi_heads", model)
+    return float(owner.score_thresh), float(owner.nms_thresh), int(owner.detections_per_img)
+

@@ -20,13 +20,13 @@ from sightline.contract import (CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABE
                                 MULTILABEL)
 from sightline.templates import TrainingTemplate, template_for
 
-from sightline_training import data, engine, export, metrics as measures, progress, storage
+from sightline_training import data, engine, export, metrics as measures, progress, storage, weights
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
 from sightline_training.config import JobConfig
 from sightline_training.errors import InvalidInput, JobFailed
 from sightline_training.interrupt import StopRequest
 from sightline_training.manifest import TRAIN, VALIDATION, Manifest, ManifestItem, load_manifest
-from sightline_training.models import CLASSIFIER_TASKS, build_model, input_spec
+from sightline_training.models import CLASSIFIER_TASKS, freeze_backbone, input_spec
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +116,18 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         train_batches = data.train_loader(train_set, int(params["batch_size"]), config.workers, generator, collate_fn)
         validation_batches = data.eval_loader(validation_set, int(params["batch_size"]), config.workers, collate_fn)
 
+        checkpoint_path = config.work_dir / CHECKPOINT_FILE
+        checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path)
         seed_everything(config.seed)
-        model = build_model(template, plan.outputs, image_size).to(device)
+        # Pretrained weights unless params say otherwise (weights.py); resuming, the checkpoint's replace them.
+        model, starting_weights = weights.starting_model(template, plan.outputs, image_size, params,
+                                                         config.weights_uri, checkpoint)
+        model = model.to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["learning_rate"]), weight_decay=1e-4)
         lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
-        checkpoint_path = config.work_dir / CHECKPOINT_FILE
         start_epoch, history, per_class = 0, [], None
-        checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path)
         if checkpoint is not None:
             check_resumable(checkpoint, plan.args, config.checkpoint_uri)
             model.load_state_dict(checkpoint["model"])
@@ -140,6 +143,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
             seed_everything(config.seed + epoch)
             generator.manual_seed(config.seed + epoch)
             started = time.monotonic()
+            freeze_backbone(model, template, frozen=epoch < int(params["freeze_backbone_epochs"]))
             learning_rate = optimizer.param_groups[0]["lr"]
             train_loss = engine.train_one_epoch(model, optimizer, train_batches, device, epoch, scaler,
                                                 template.task, stop.check)
@@ -154,7 +158,8 @@ def run_job(config: JobConfig) -> dict[str, Any]:
                                                        PRIMARY_METRIC[template.task]), config.output_uri)
             save_checkpoint({"args": plan.args, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "lr_scheduler": lr_scheduler.state_dict(), "scaler": scaler.state_dict(),
-                             "epoch": epoch, "history": history}, checkpoint_path, config.checkpoint_uri)
+                             "epoch": epoch, "history": history, "weights": starting_weights},
+                            checkpoint_path, config.checkpoint_uri)
             stop.check()
 
         if template.task == MULTILABEL and per_class is None:  # resumed from the last epoch's checkpoint
@@ -169,7 +174,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         if not check.passed:
             raise JobFailed(f"ONNX check failed on {check.images} images: {check.reason}")
 
-        metrics = metrics_document(plan, history, device, check, per_class)
+        metrics = {**metrics_document(plan, history, device, check, per_class), "weights": starting_weights}
         (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         publish(output_dir, config.output_uri)

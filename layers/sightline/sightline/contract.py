@@ -60,6 +60,8 @@ class JobEnvironment(StrEnum):
     CHECKPOINT_URI = "SIGHTLINE_CHECKPOINT_URI"
     TEMPLATE = "SIGHTLINE_TEMPLATE"
     PARAMS = "SIGHTLINE_PARAMS"
+    # Set on the job definition (the stack's WeightsUri parameter), not per job: an s3:// prefix of weights files.
+    WEIGHTS_URI = "SIGHTLINE_WEIGHTS_URI"
 
 
 # ---------------------------------------------------------------- states

@@ -51,6 +51,7 @@ _MODEL_FIELDS = (
 _VERSION_FIELDS = (
     "model_id", "version", "status", "template", "params", "datasets", "trigger", "metrics", "artifacts",
     "promoted", "failure_reason", "execution_arn", "job_id", "classes", "snapshot", "created_at", "finished_at",
+    "weights",
 )
 
 

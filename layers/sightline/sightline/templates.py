@@ -1,9 +1,12 @@
-"""The catalogue of training templates: a torchvision builder name, its task and its hyperparameters.
+"""The catalogue of training templates: a torchvision builder name, its task, the published weights it starts
+from and its hyperparameters.
 
-Pure Python so the API can validate requests without torch; the training container builds the models.
+Pure Python so the API can validate requests without torch; the training container builds the models
+(``sightline_training.models``) and finds the weights (``sightline_training.weights``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,16 +14,32 @@ from sightline.contract import CLASSIFICATION, DETECTION, MULTILABEL, TASKS
 from sightline.errors import BadRequest
 
 
+# weights_uri: an object in S3 (the training role reads the stack's artifact bucket only).
+S3_OBJECT_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+")
+MAX_URI_LENGTH = 1024
+_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
 @dataclass(frozen=True)
 class ParamSpec:
+    """One hyperparameter: a number within ``minimum``..``maximum``, a boolean, or (``str``) the URI of an S3
+    object, ``None`` allowed when that is its default."""
+
     name: str
     type: type
-    default: int | float
-    minimum: int | float
-    maximum: int | float
-    description: str
+    default: int | float | bool | str | None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    description: str = ""
 
-    def coerce(self, value: Any) -> int | float:
+    def coerce(self, value: Any) -> int | float | bool | str | None:
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise BadRequest(f"params.{self.name} must be true or false, got {_quoted(value)}",
+                                 code="invalid_params")
+            return value
+        if self.type is str:
+            return self._coerce_string(value)
         # bool is an int subclass; "true" epochs is never what the caller meant.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BadRequest(f"params.{self.name} must be a number, got {value!r}", code="invalid_params")
@@ -37,14 +56,44 @@ class ParamSpec:
             )
         return value
 
+    def _coerce_string(self, value: Any) -> str | None:
+        # The catalogue's only string parameter is an S3 object's URI.
+        if value is None and self.default is None:
+            return None
+        if not isinstance(value, str) or len(value) > MAX_URI_LENGTH or not S3_OBJECT_URI.fullmatch(value):
+            allowed = " or null" if self.default is None else ""
+            raise BadRequest(f"params.{self.name} must be an s3://bucket/key URI{allowed}, got {_quoted(value)}",
+                             code="invalid_params")
+        return value
+
     def describe(self) -> dict:
-        return {
-            "type": "integer" if self.type is int else "number",
-            "default": self.default,
-            "minimum": self.minimum,
-            "maximum": self.maximum,
-            "description": self.description,
-        }
+        document: dict[str, Any] = {"type": _TYPE_NAMES[self.type], "default": self.default}
+        if self.minimum is not None:
+            document.update(minimum=self.minimum, maximum=self.maximum)
+        if self.type is str:
+            document["pattern"] = f"^{S3_OBJECT_URI.pattern}$"
+        document["description"] = self.description
+        return document
+
+
+def _quoted(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Published weights a template starts from: a torchvision weight enum member's name and what it learnt on."""
+
+    name: str  # e.g. "MobileNet_V3_Small_Weights.IMAGENET1K_V1" (torchvision.models.get_weight)
+    dataset: str
+
+    def describe(self) -> dict:
+        return {"name": self.name, "dataset": self.dataset}
+
+
+IMAGENET = "ImageNet-1k"
+COCO = "COCO 2017"
 
 
 @dataclass(frozen=True)
@@ -53,11 +102,13 @@ class TrainingTemplate:
     task: str
     description: str
     params: tuple[ParamSpec, ...]
+    architecture: str  # the torchvision builder (torchvision.models.get_model)
+    weights: PretrainedWeights
 
-    def defaults(self) -> dict[str, int | float]:
+    def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
-    def resolve_params(self, params: dict[str, Any] | None) -> dict[str, int | float]:
+    def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with ``params``; unknown names and out-of-range values are rejected."""
         if params is None:
             params = {}
@@ -80,6 +131,8 @@ class TrainingTemplate:
             "id": self.id,
             "task": self.task,
             "description": self.description,
+            "architecture": self.architecture,
+            "weights": self.weights.describe(),
             "params": {p.name: p.describe() for p in self.params},
         }
 
@@ -91,33 +144,63 @@ def _common(epochs: int, batch_size: int, learning_rate: float, image_size: int)
         ParamSpec("batch_size", int, batch_size, 2, 512, "images per optimisation step"),
         ParamSpec("learning_rate", float, learning_rate, 1e-6, 1.0, "initial learning rate"),
         ParamSpec("image_size", int, image_size, 32, 1024, "side of the square the images are resized to"),
+        ParamSpec("pretrained", bool, True, description="start from the template's published weights (`weights`: "
+                  "ImageNet for classifiers, COCO for detectors); false trains from random initialisation"),
+        ParamSpec("weights_uri", str, None, description="s3://bucket/key of a state dict or Sightline checkpoint.pt "
+                  "of this template's architecture to start from instead of the published weights"),
+        ParamSpec("freeze_backbone_epochs", int, 0, 0, 500, "first epochs in which the backbone stays as loaded "
+                  "and only the rest (the new head, a detector's neck and heads) trains"),
     )
 
 
-TEMPLATES: dict[str, TrainingTemplate] = {
-    t.id: t
-    for t in (
-        TrainingTemplate(
-            id="mobilenet_v3_small",
-            task=CLASSIFICATION,
-            description="torchvision MobileNetV3-Small image classifier: fast, small, good for few classes",
-            params=_common(epochs=15, batch_size=32, learning_rate=1e-3, image_size=224),
-        ),
-        TrainingTemplate(
-            id="ssdlite320_mobilenet_v3_large",
-            task=DETECTION,
-            description="torchvision SSDlite 320 with a MobileNetV3-Large backbone: a light object detector",
-            params=_common(epochs=30, batch_size=16, learning_rate=1e-3, image_size=320),
-        ),
-        TrainingTemplate(
-            id="mobilenet_v3_small_multilabel",
-            task=MULTILABEL,
-            description="torchvision MobileNetV3-Small with one sigmoid score per class: any number of classes "
-                        "per image, or none",
-            params=_common(epochs=15, batch_size=32, learning_rate=1e-3, image_size=224),
-        ),
-    )
-}
+# Classifiers: (architecture, published ImageNet weights, learning rate, what it is). Each trains single-label
+# (softmax; negatives train a "none" output) under its own name and multi-label (one sigmoid per class) as
+# <name>_multilabel.
+_CLASSIFIERS = (
+    ("mobilenet_v3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1", 1e-3,
+     "torchvision MobileNetV3-Small (2.5M parameters): fast and small, for few classes and CPUs"),
+    ("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2", 1e-3,
+     "torchvision MobileNetV3-Large (5.5M parameters): more accurate than Small at about twice the cost"),
+    ("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1", 1e-3,
+     "torchvision EfficientNet-B0 (5.3M parameters): a good accuracy for its size"),
+    ("resnet50", "ResNet50_Weights.IMAGENET1K_V2", 3e-4,
+     "torchvision ResNet-50 (25.6M parameters): the classic, robust backbone"),
+    ("convnext_tiny", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1", 1e-4,
+     "torchvision ConvNeXt-Tiny (28.6M parameters): the most accurate classifier here, and the slowest"),
+)
+
+# Detectors: (architecture, published COCO weights, epochs, batch size, learning rate, image size, what it is).
+# Label 0 is the background; images without boxes train it.
+_DETECTORS = (
+    ("ssdlite320_mobilenet_v3_large", "SSDLite320_MobileNet_V3_Large_Weights.COCO_V1", 30, 16, 1e-3, 320,
+     "torchvision SSDlite 320 with a MobileNetV3-Large backbone: a light object detector"),
+    ("fasterrcnn_mobilenet_v3_large_fpn", "FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1", 20, 8, 1e-4, 640,
+     "torchvision Faster R-CNN with a MobileNetV3-Large FPN backbone: two-stage, better on small objects "
+     "than SSDlite at a moderate cost"),
+    ("retinanet_resnet50_fpn_v2", "RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1", 20, 8, 1e-4, 640,
+     "torchvision RetinaNet v2 with a ResNet-50 FPN backbone: one-stage with focal loss, accurate, GPU-sized"),
+    ("fcos_resnet50_fpn", "FCOS_ResNet50_FPN_Weights.COCO_V1", 20, 8, 1e-4, 640,
+     "torchvision FCOS with a ResNet-50 FPN backbone: anchor-free, accurate, GPU-sized"),
+)
+
+
+def _catalogue() -> tuple[TrainingTemplate, ...]:
+    templates = []
+    for name, weights, learning_rate, description in _CLASSIFIERS:
+        params = _common(epochs=15, batch_size=32, learning_rate=learning_rate, image_size=224)
+        pretrained = PretrainedWeights(weights, IMAGENET)
+        templates.append(TrainingTemplate(name, CLASSIFICATION, f"{description}; one class per image (softmax)",
+                                          params, name, pretrained))
+        templates.append(TrainingTemplate(f"{name}_multilabel", MULTILABEL,
+                                          f"{description}; one sigmoid score per class: any number of classes "
+                                          f"per image, or none", params, name, pretrained))
+    for name, weights, epochs, batch_size, learning_rate, image_size, description in _DETECTORS:
+        params = _common(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, image_size=image_size)
+        templates.append(TrainingTemplate(name, DETECTION, description, params, name, PretrainedWeights(weights, COCO)))
+    return tuple(templates)
+
+
+TEMPLATES: dict[str, TrainingTemplate] = {t.id: t for t in _catalogue()}
 
 DEFAULT_TEMPLATE = {CLASSIFICATION: "mobilenet_v3_small", DETECTION: "ssdlite320_mobilenet_v3_large",
                     MULTILABEL: "mobilenet_v3_small_multilabel"}

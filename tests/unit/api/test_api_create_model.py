@@ -56,7 +56,8 @@ def test_fixture_body_creates_a_model_and_starts_training(ready_pets):
     model = model_registry.get_model(model_id)
     assert model["name"] == "pet classifier" and model["status"] == "training"
     assert model["datasets"] == ["pets"] and model["template"] == "mobilenet_v3_small"
-    assert model["params"] == {"epochs": 5, "batch_size": 32, "learning_rate": 0.001, "image_size": 224}
+    assert model["params"] == {"epochs": 5, "batch_size": 32, "learning_rate": 0.001, "image_size": 224,
+                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0}
 
     version = model_registry.get_version(model_id, 1)
     execution = ready_pets.sfn.describe_execution(executionArn=version["execution_arn"])
@@ -70,7 +71,8 @@ def test_defaults_fill_template_and_params(ready_pets):
     assert answer.status == 202
     model = model_registry.get_model(answer.json["model_id"])
     assert model["template"] == "ssdlite320_mobilenet_v3_large"
-    assert model["params"] == {"epochs": 30, "batch_size": 16, "learning_rate": 0.001, "image_size": 320}
+    assert model["params"] == {"epochs": 30, "batch_size": 16, "learning_rate": 0.001, "image_size": 320,
+                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0}
 
 
 def test_several_datasets_and_a_padded_name(ready_pets):
@@ -128,8 +130,10 @@ def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, mess
         ({"datasets": [f"d{i}" for i in range(51)]}, "invalid_datasets",
          "datasets lists 51 datasets; at most 50 are allowed"),
         ({"template": "resnet9000"}, "unknown_template",
-         "unknown template 'resnet9000' (available: mobilenet_v3_small, mobilenet_v3_small_multilabel, "
-         "ssdlite320_mobilenet_v3_large)"),
+         "unknown template 'resnet9000' (available: convnext_tiny, convnext_tiny_multilabel, efficientnet_b0, "
+         "efficientnet_b0_multilabel, fasterrcnn_mobilenet_v3_large_fpn, fcos_resnet50_fpn, mobilenet_v3_large, "
+         "mobilenet_v3_large_multilabel, mobilenet_v3_small, mobilenet_v3_small_multilabel, resnet50, "
+         "resnet50_multilabel, retinanet_resnet50_fpn_v2, ssdlite320_mobilenet_v3_large)"),
         ({"template": 5}, "invalid_template", "template must be a template id string, got 5"),
         ({"template": "ssdlite320_mobilenet_v3_large"}, "invalid_template",
          "template ssdlite320_mobilenet_v3_large trains detection models, not classification"),
@@ -141,7 +145,12 @@ def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, mess
         ({"params": {"epochs": True}}, "invalid_params", "params.epochs must be a number, got True"),
         ({"params": {"momentum": 0.9}}, "invalid_params",
          "unknown params for template mobilenet_v3_small: momentum "
-         "(allowed: batch_size, epochs, image_size, learning_rate)"),
+         "(allowed: batch_size, epochs, freeze_backbone_epochs, image_size, learning_rate, pretrained, weights_uri)"),
+        ({"params": {"pretrained": "yes"}}, "invalid_params", "params.pretrained must be true or false, got 'yes'"),
+        ({"params": {"weights_uri": "https://example.com/w.pth"}}, "invalid_params",
+         "params.weights_uri must be an s3://bucket/key URI or null, got 'https://example.com/w.pth'"),
+        ({"params": {"freeze_backbone_epochs": -1}}, "invalid_params",
+         "params.freeze_backbone_epochs must be between 0 and 500, got -1"),
         ({"params": [1]}, "invalid_params", "params must be an object"),
         ({"datasets": ["pets", "ghosts"]}, "unknown_dataset", "dataset 'ghosts' does not exist"),
         ({"datasets": ["shapes"]}, "dataset_task_mismatch",

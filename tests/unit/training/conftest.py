@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from sightline.contract import JobEnvironment
+from sightline_training.weights import ALLOW_DOWNLOAD
 from training_helpers import SyntheticDataset, colour_dataset, synthetic_dataset, write_local
 
 
@@ -12,6 +14,15 @@ from training_helpers import SyntheticDataset, colour_dataset, synthetic_dataset
 def _two_threads():
     # The CI machine has 2 cores; more threads only contend.
     torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _no_published_weights(monkeypatch, tmp_path_factory):
+    """No training test reaches for published weights (or the network): an empty torch cache, downloads off
+    and no deployment prefix, so every template starts from random initialisation unless a test says otherwise."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
+    monkeypatch.delenv(ALLOW_DOWNLOAD, raising=False)
+    monkeypatch.delenv(JobEnvironment.WEIGHTS_URI, raising=False)
 
 
 @pytest.fixture

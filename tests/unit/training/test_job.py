@@ -60,7 +60,9 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"task", "primary_metric", "accuracy", "validation_images", "epochs", "device",
-                            "history", "onnx_check"}
+                            "history", "onnx_check", "weights"}
+    # No published weights here (conftest: an empty TORCH_HOME, downloads off): from scratch, and said so.
+    assert metrics["weights"]["source"] == "none" and "downloads are off" in metrics["weights"]["reason"]
     assert metrics["task"] == "classification" and metrics["primary_metric"] == "accuracy"
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert metrics["validation_images"] == 4 and metrics["epochs"] == 1 and metrics["device"] == "cpu"
@@ -96,7 +98,7 @@ def test_detector_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"task", "primary_metric", "map_50", "map_50_95", "validation_images", "epochs",
-                            "device", "history", "onnx_check"}
+                            "device", "history", "onnx_check", "weights"}
     assert metrics["primary_metric"] == "map_50_95"
     assert 0.0 <= metrics["map_50_95"] <= metrics["map_50"] <= 1.0
     assert metrics["onnx_check"] == {"images": 5, "max_abs_diff": metrics["onnx_check"]["max_abs_diff"],

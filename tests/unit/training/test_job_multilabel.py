@@ -40,7 +40,8 @@ def test_a_multilabel_model_answers_every_class_present_and_none_for_a_negative(
         "outputs": {"logits": "logits"},
     }
     assert set(metrics) == {"task", "primary_metric", "mean_average_precision", "f1_micro", "f1_macro", "threshold",
-                            "per_class", "validation_images", "epochs", "device", "history", "onnx_check"}
+                            "per_class", "validation_images", "epochs", "device", "history", "onnx_check",
+                            "weights"}
     assert metrics["primary_metric"] == "mean_average_precision" and metrics["threshold"] == 0.5
     assert metrics["validation_images"] == 8  # every combination once, the empty one included
     assert list(metrics["per_class"]) == CLASSES

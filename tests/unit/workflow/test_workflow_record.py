@@ -57,6 +57,17 @@ def test_a_multilabel_per_class_breakdown_stays_in_metrics_json_not_in_the_versi
     assert len(json.loads(stored["Body"].read())["per_class"]) == 10_000
 
 
+def test_the_starting_weights_are_on_the_version(workflow_env):
+    # The training job says where its starting weights came from; a version trained from scratch says why.
+    scratch = {"source": "none", "name": "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
+               "reason": "not in the torch cache /opt/torch/hub/checkpoints; downloads are off"}
+    train(workflow_env, 1, 0.75, metrics_extra={"weights": scratch})
+    version = model_registry.get_version(workflow_env.model_id, 1)
+    assert version["weights"] == scratch and version["metrics"]["weights"] == scratch
+    train(workflow_env, 2, 0.5)  # a job from before weights were recorded
+    assert model_registry.get_version(workflow_env.model_id, 2)["weights"] is None
+
+
 def test_a_worse_version_is_ready_but_the_serving_version_stays(workflow_env):
     train(workflow_env, 1, 0.9)
     answer = train(workflow_env, 2, 0.8, classes=["cat", "dog", "fox"])
