@@ -384,3 +384,16 @@ def test_download_gives_up_on_a_silent_server_within_its_timeout(server, tmp_pat
         weights.download(f"{base}/model.pth", tmp_path / "model-00.pth", timeout=0.5)
     assert time.monotonic() - started < 3.0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_training_image_bakes_the_weights_in_and_never_downloads_at_run_time():
+    # No Docker here: the Dockerfile is read, and the script it runs is the one tested above.
+    root = Path(__file__).resolve().parents[3]
+    dockerfile = (root / "training" / "Dockerfile").read_text()
+    assert "ENV TORCH_HOME=/opt/torch" in dockerfile and f"{weights.ALLOW_DOWNLOAD}=0" in dockerfile
+    assert "python -m sightline_training.weights --no-check" in dockerfile  # download into the build cache
+    assert dockerfile.rstrip().endswith('ENTRYPOINT ["python", "-m", "sightline_training"]')
+    # The base image's torch is the one the repository pins (and tests with).
+    pinned = next(line.split("==")[1] for line in (root / "requirements.txt").read_text().splitlines()
+                  if line.startswith("torch=="))
+    assert f"ARG BASE_IMAGE=pytorch/pytorch:{pinned}-cuda" in dockerfile
