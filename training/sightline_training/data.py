@@ -1,21 +1,28 @@
 """Datasets over the manifest's items: images fetched once into a local cache, augmented with transforms v2.
 
 Validation images are only resized (stretched to image_size x image_size, as the predict function does),
-so evaluation sees what serving sees.
+so evaluation sees what serving sees. Training images are augmented as :class:`Augmentation` says (the
+``augment`` and ``any_orientation`` params); a detector's boxes are ``tv_tensors.BoundingBoxes``, so every
+geometric step moves them with the pixels.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2._utils import query_size
 
 from sightline.imaging import to_rgb, upright
 
@@ -62,6 +69,26 @@ def _check_image(path: Path, item: ManifestItem) -> None:
         raise InvalidInput(f"manifest item {item.id}: image unreadable: {item.image_uri}: {error}") from None
 
 
+# EXIF orientations that turn the stored image by 90 degrees (width and height swap once upright).
+_TURNED = (5, 6, 7, 8)
+
+
+def image_sizes(items: Sequence[ManifestItem], paths: Mapping[str, Path]) -> dict[str, tuple[int, int]]:
+    """Each item's image (width, height) as :func:`load_rgb` gives it, read from the file's header only."""
+
+    def size(item: ManifestItem) -> tuple[str, tuple[int, int]]:
+        with Image.open(paths[item.id]) as image:
+            width, height = image.size
+            try:
+                turned = image.getexif().get(0x0112) in _TURNED
+            except Exception:  # noqa: BLE001 - a malformed EXIF block: upright() keeps the pixels as stored too
+                turned = False
+        return item.id, ((height, width) if turned else (width, height))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(pool.map(size, items))
+
+
 def load_rgb(path: Path) -> Image.Image:
     """The image as the predict function sees it: EXIF orientation applied, 8-bit RGB."""
     image = Image.open(path)
@@ -69,33 +96,113 @@ def load_rgb(path: Path) -> Image.Image:
     return to_rgb(upright(image))
 
 
-def classification_transforms(image_size: int, train: bool) -> v2.Compose:
+@dataclass(frozen=True)
+class Augmentation:
+    """How training images are varied. ``strength`` (the ``augment`` param, 0..1): 0 only resizes; above 0,
+    horizontal flips, a zoom of the whole image by a log-uniform factor between ``1 / (1 + strength / 2)``
+    (out: the image shrinks on a grey canvas) and ``1 + strength`` (in: a crop of the image's own shape),
+    and colour jitter of brightness, contrast and saturation by up to ``0.4 x strength`` and hue by up to
+    ``0.05 x strength`` (hue little: colour can be what tells classes apart). ``any_orientation``: also
+    vertical flips and turns by 90 degrees, for images with no up (aerial, microscope, top-down)."""
+
+    strength: float = 0.0
+    any_orientation: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Augmentation:
+        return cls(float(params.get("augment", 0.0)), bool(params.get("any_orientation", False)))
+
+    def zoom(self) -> list[v2.Transform]:
+        if self.strength <= 0:
+            return []
+        return [RandomZoom(1.0 / (1.0 + self.strength / 2.0), 1.0 + self.strength, fill=_GREY)]
+
+    def flips(self) -> list[v2.Transform]:
+        if self.strength <= 0 and not self.any_orientation:
+            return []
+        steps: list[v2.Transform] = [v2.RandomHorizontalFlip()]
+        if self.any_orientation:
+            # With both flips, a 90 degree turn half the time reaches all 8 right-angle orientations.
+            steps += [v2.RandomVerticalFlip(),
+                      v2.RandomApply([v2.RandomRotation((90.0, 90.0), expand=True)], p=0.5)]
+        return steps
+
+    def colours(self) -> list[v2.Transform]:
+        if self.strength <= 0:
+            return []
+        jitter = 0.4 * self.strength
+        return [v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=0.05 * self.strength)]
+
+
+NO_AUGMENTATION = Augmentation()
+# ImageNet's mean colour: the canvas a zoomed-out image sits on (masks and the rest get 0).
+_GREY = {tv_tensors.Image: (124, 116, 104), "others": 0}
+
+
+class RandomZoom(v2.Transform):
+    """Zoom the whole image (and its boxes) by a factor drawn log-uniformly from ``[low, high]``: above 1 a
+    random crop of the image's own aspect ratio, ``1 / factor`` of each side; below 1 the image placed at a
+    random spot of a canvas ``1 / factor`` times its size. The caller resizes afterwards, so a crop is taken at
+    the image's full resolution and, stretched to the square input, keeps the shapes the model sees at serving."""
+
+    def __init__(self, low: float, high: float, fill: Any = 0) -> None:
+        super().__init__()
+        if not 0 < low <= 1 <= high:
+            raise ValueError(f"zoom range must include 1, got [{low}, {high}]")
+        self.low, self.high = low, high
+        self._fill = v2._utils._setup_fill_arg(fill)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = query_size(flat_inputs)
+        draws = torch.rand(3)
+        factor = math.exp(math.log(self.low) + float(draws[0]) * (math.log(self.high) - math.log(self.low)))
+        if factor >= 1.0:
+            crop_height, crop_width = max(1, round(height / factor)), max(1, round(width / factor))
+            top = int(float(draws[1]) * (height - crop_height + 1))
+            left = int(float(draws[2]) * (width - crop_width + 1))
+            return {"crop": (top, left, crop_height, crop_width)}
+        canvas_height, canvas_width = round(height / factor), round(width / factor)
+        top = int(float(draws[1]) * (canvas_height - height + 1))
+        left = int(float(draws[2]) * (canvas_width - width + 1))
+        return {"pad": [left, top, canvas_width - width - left, canvas_height - height - top]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if "crop" in params:
+            top, left, height, width = params["crop"]
+            return self._call_kernel(F.crop, inpt, top=top, left=left, height=height, width=width)
+        fill = v2._utils._get_fill(self._fill, type(inpt))
+        return self._call_kernel(F.pad, inpt, padding=params["pad"], fill=fill)
+
+
+def classification_transforms(image_size: int, train: bool,
+                              augmentation: Augmentation = NO_AUGMENTATION) -> v2.Compose:
     if train:
-        steps = [
-            v2.ToImage(),
-            v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-        ]
+        # A classifier's object may be anywhere: crops of any part down to 1 - 0.8 x strength of the area.
+        crop = ([v2.RandomResizedCrop(image_size, scale=(1.0 - 0.8 * augmentation.strength, 1.0), antialias=True)]
+                if augmentation.strength > 0 else [v2.Resize((image_size, image_size), antialias=True)])
+        # Colours first, on the PIL image: Pillow's kernels are many times faster than the tensor ones (hue).
+        steps = [*augmentation.colours(), v2.ToImage(), *crop, *augmentation.flips()]
     else:
         # Resize the PIL image (Pillow bilinear), as a Pillow-only predict function would.
         steps = [v2.Resize((image_size, image_size), antialias=True), v2.ToImage()]
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def detection_transforms(image_size: int, train: bool) -> v2.Compose:
+def detection_transforms(image_size: int, train: bool, augmentation: Augmentation = NO_AUGMENTATION) -> v2.Compose:
     if train:
         steps = [
+            *augmentation.colours(),  # on the PIL image, as for classifiers
             v2.ToImage(),
-            v2.RandomPhotometricDistort(p=0.5),
-            v2.RandomZoomOut(fill={tv_tensors.Image: (124, 116, 104), "others": 0}, side_range=(1.0, 2.0), p=0.3),
-            v2.RandomHorizontalFlip(),
+            *augmentation.zoom(),
             v2.Resize((image_size, image_size), antialias=True),
+            *augmentation.flips(),
             v2.ClampBoundingBoxes(),
+            # Boxes cropped to (almost) nothing go, with their labels.
             v2.SanitizeBoundingBoxes(min_size=1.0),
         ]
     else:
         steps = [v2.Resize((image_size, image_size), antialias=True), v2.ToImage(), v2.ClampBoundingBoxes()]
-    # Images stay in [0, 1]: SSDlite normalises inside the model.
+    # Images stay in [0, 1]: the detectors normalise inside the model.
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True)])
 
 
@@ -167,11 +274,21 @@ def collate_detection(batch: list) -> tuple[list[torch.Tensor], list[dict[str, t
 
 def train_loader(dataset: Dataset, batch_size: int, workers: int, generator: torch.Generator,
                  collate_fn: Callable | None = None) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=_drop_last(dataset, batch_size),
+                      num_workers=workers, generator=generator, collate_fn=collate_fn,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+
+def statistics_loader(dataset: Dataset, batch_size: int, workers: int,
+                      collate_fn: Callable | None = None) -> DataLoader:
+    """Train-mode forward passes in order (``engine.recompute_batch_norm_statistics``)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=_drop_last(dataset, batch_size),
+                      num_workers=workers, collate_fn=collate_fn, pin_memory=torch.cuda.is_available())
+
+
+def _drop_last(dataset: Dataset, batch_size: int) -> bool:
     # BatchNorm cannot train on a batch of one image (1x1 feature maps): drop a last batch of one.
-    drop_last = len(dataset) > batch_size and len(dataset) % batch_size == 1
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=drop_last, num_workers=workers,
-                      generator=generator, collate_fn=collate_fn, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=False)
+    return len(dataset) > batch_size and len(dataset) % batch_size == 1
 
 
 def eval_loader(dataset: Dataset, batch_size: int, workers: int, collate_fn: Callable | None = None) -> DataLoader:

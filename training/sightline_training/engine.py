@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader,
                     device: torch.device, epoch: int, scaler: torch.amp.GradScaler, task: str,
-                    check_stop: Callable[[], None], print_freq: int = 20) -> float:
-    """Train over ``data_loader`` once; the mean loss per step. ``check_stop`` raises on SIGTERM."""
+                    check_stop: Callable[[], None], print_freq: int = 20,
+                    lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+    """Train over ``data_loader`` once; the mean loss per step. ``check_stop`` raises on SIGTERM;
+    ``lr_scheduler`` steps after every optimisation step (warmup and cosine are per step, recipe.py)."""
     model.train()
     use_amp = scaler.is_enabled()  # mixed precision on CUDA only; CPU trains in fp32
     total, steps = 0.0, 0
@@ -37,6 +39,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loa
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if lr_scheduler is not None:
+            lr_scheduler.step()
         total += loss_value
         steps += 1
         if step % print_freq == 0:

@@ -8,12 +8,14 @@ parameters ``freeze_backbone_epochs`` freezes).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models import get_model
+from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -151,3 +153,47 @@ def detection_limits(model: nn.Module) -> tuple[float, float, int]:
     owner = getattr(model, "roi_heads", model)
     return float(owner.score_thresh), float(owner.nms_thresh), int(owner.detections_per_img)
 
+
+# ---------------------------------------------------------------- anchors for small objects (recipe.fit_anchors)
+
+
+def _anchor_owner(model: nn.Module) -> tuple[nn.Module, str]:
+    """The module holding a detector's anchor generator (Faster R-CNN's is its RPN's) and the attribute name."""
+    owner = getattr(model, "rpn", model)
+    return owner, "anchor_generator"
+
+
+def smallest_anchor(model: nn.Module, image_size: int) -> float:
+    """A detector's smallest anchor side as a fraction of the (square) input's side."""
+    owner, name = _anchor_owner(model)
+    generator = getattr(owner, name)
+    if isinstance(generator, DefaultBoxGenerator):
+        return float(generator.scales[0])
+    return min(min(sizes) for sizes in generator.sizes) / image_size
+
+
+def fit_anchors(model: nn.Module, smallest: float, image_size: int) -> None:
+    """Make ``smallest`` (a fraction of the input's side) the detector's smallest anchor; the largest stays.
+
+    SSDlite (DefaultBoxGenerator): ``min_ratio`` becomes ``smallest``, the levels' scales spread linearly up to
+    the last level's own, as torchvision's builder spreads them. FPN detectors (AnchorGenerator, pixel sizes):
+    every size moves on a log scale from [own smallest, own largest] to [smallest * image_size, own largest].
+    The number of anchors per location is unchanged, so the heads and any loaded weights still fit; anchors are
+    not in the state dict, so whoever rebuilds a trained model from a checkpoint lays them out again.
+    """
+    owner, name = _anchor_owner(model)
+    generator = getattr(owner, name)
+    if isinstance(generator, DefaultBoxGenerator):
+        largest = float(generator.scales[-2])  # scales end with an extra 1.0 for the last level's second box
+        setattr(owner, name, DefaultBoxGenerator(generator.aspect_ratios, min_ratio=min(smallest, largest),
+                                                 max_ratio=largest, steps=generator.steps, clip=generator.clip))
+        return
+    low, high = min(min(s) for s in generator.sizes), max(max(s) for s in generator.sizes)
+    target = min(smallest * image_size, high)
+    span = math.log(high / low) if high > low else 1.0
+
+    def moved(size: float) -> float:
+        return float(math.exp(math.log(target) + (math.log(size) - math.log(low)) / span * math.log(high / target)))
+
+    sizes = tuple(tuple(moved(size) for size in level) for level in generator.sizes)
+    setattr(owner, name, AnchorGenerator(sizes, generator.aspect_ratios))

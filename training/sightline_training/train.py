@@ -6,7 +6,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from sightline.contract import (CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABE
                                 MULTILABEL)
 from sightline.templates import TrainingTemplate, template_for
 
-from sightline_training import data, engine, export, metrics as measures, progress, storage, weights
+from sightline_training import data, engine, export, metrics as measures, progress, recipe, storage, weights
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
 from sightline_training.config import JobConfig
 from sightline_training.errors import InvalidInput, JobFailed
@@ -49,6 +49,12 @@ class JobPlan:
     train_items: list[ManifestItem]
     validation_items: list[ManifestItem]
     args: dict[str, Any]  # stored in the checkpoint, compared on resume
+    choices: recipe.Choices = field(default_factory=recipe.Choices)  # what the recipe chose for null params
+
+    @property
+    def seed(self) -> int:
+        """``params.seed``, offset by the job's ``--seed`` (0 unless a local run sets it)."""
+        return int(self.params.get("seed", 0)) + int(self.args["seed"])
 
     @property
     def background(self) -> bool:
@@ -102,29 +108,40 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     """Train, checkpoint every epoch, export, verify and publish; the metrics document written."""
     with StopRequest() as stop:
         plan = plan_job(config)
-        template, params, classes = plan.template, plan.params, plan.manifest.classes
-        image_size, epochs = int(params["image_size"]), int(params["epochs"])
+        template, classes = plan.template, plan.manifest.classes
         device = pick_device(config.device)
-        log.info("training %s (%s, %d classes) for %d epochs on %s: %d train, %d validation images",
-                 template.id, template.task, len(classes), epochs, device, len(plan.train_items),
-                 len(plan.validation_items))
 
         paths = data.fetch_images(plan.train_items + plan.validation_items, config.work_dir / "images")
         stop.check()
+        # Params left null (epochs, batch_size, a detector's image_size) are chosen from the data (recipe.py).
+        sizes = data.image_sizes(plan.train_items, paths)
+        completed, choices = recipe.complete_params(template, plan.params, plan.train_items, sizes)
+        plan = replace(plan, params=completed, choices=choices)
+        params = plan.params
+        image_size, epochs = int(params["image_size"]), int(params["epochs"])
+        log.info("training %s (%s, %d classes) for up to %d epochs at %d pixels on %s: %d train, %d validation "
+                 "images; chosen from the data: %s", template.id, template.task, len(classes), epochs, image_size,
+                 device, len(plan.train_items), len(plan.validation_items), json.dumps(choices.to_dict()))
         train_set, validation_set, collate_fn = build_datasets(plan, paths, image_size)
         generator = torch.Generator()
         train_batches = data.train_loader(train_set, int(params["batch_size"]), config.workers, generator, collate_fn)
         validation_batches = data.eval_loader(validation_set, int(params["batch_size"]), config.workers, collate_fn)
+        # BatchNorm's statistics are recomputed on the training images as serving will see them: unaugmented.
+        statistics_batches = data.statistics_loader(build_datasets(plan, paths, image_size, augmented=False)[0],
+                                                    int(params["batch_size"]), config.workers, collate_fn)
 
         checkpoint_path = config.work_dir / CHECKPOINT_FILE
         checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path)
-        seed_everything(config.seed)
+        seed_everything(plan.seed)
         # Pretrained weights unless params say otherwise (weights.py); resuming, the checkpoint's replace them.
         model, starting_weights = weights.starting_model(template, plan.outputs, image_size, params,
                                                          config.weights_uri, checkpoint)
+        if template.task == DETECTION:  # anchors for the boxes' sizes; not in the state dict, so laid out each run
+            recipe.fit_anchors(model, params, plan.train_items, sizes, image_size, plan.choices)
         model = model.to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["learning_rate"]), weight_decay=1e-4)
-        lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        optimizer = recipe.optimizer(model, params)
+        lr_scheduler = recipe.lr_scheduler(optimizer, params, epochs, len(train_batches))
+        best = recipe.BestEpoch(int(params["early_stopping_patience"]))
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
         start_epoch, history, per_class = 0, [], None
@@ -136,33 +153,44 @@ def run_job(config: JobConfig) -> dict[str, Any]:
             if checkpoint["scaler"]:  # empty when saved by a CPU run (the scaler is off there)
                 scaler.load_state_dict(checkpoint["scaler"])
             start_epoch, history = checkpoint["epoch"] + 1, list(checkpoint["history"])
+            if "best" in checkpoint:  # the best epoch so far and whether early stopping ended the run
+                best.load_state_dict(checkpoint["best"])
             log.info("resuming after epoch %d of %d from %s", start_epoch, epochs, config.checkpoint_uri)
 
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(start_epoch, start_epoch if best.stopped else epochs):
             # Seeded per epoch, so a resumed job draws the same batches and augmentations as an unbroken one.
-            seed_everything(config.seed + epoch)
-            generator.manual_seed(config.seed + epoch)
+            seed_everything(plan.seed + epoch)
+            generator.manual_seed(plan.seed + epoch)
             started = time.monotonic()
             freeze_backbone(model, template, frozen=epoch < int(params["freeze_backbone_epochs"]))
             learning_rate = optimizer.param_groups[0]["lr"]
             train_loss = engine.train_one_epoch(model, optimizer, train_batches, device, epoch, scaler,
-                                                template.task, stop.check)
-            lr_scheduler.step()
-            engine.recompute_batch_norm_statistics(model, train_batches, device, template.task, stop.check)
+                                                template.task, stop.check, lr_scheduler=lr_scheduler)
+            engine.recompute_batch_norm_statistics(model, statistics_batches, device, template.task, stop.check)
             scores = engine.evaluate(model, validation_batches, device, template.task, len(classes))
-            per_class = scores.pop("per_class", None)  # the last epoch's goes to metrics.json, not to history
+            per_class = scores.pop("per_class", None)  # the best epoch's goes to metrics.json, not to history
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "learning_rate": learning_rate, **scores,
                             "seconds": round(time.monotonic() - started, 3)})
             log.info("epoch %d/%d: %s", epoch + 1, epochs, json.dumps(history[-1]))
+            stopping = best.update(epoch + 1, history[-1][PRIMARY_METRIC[template.task]], model, per_class)
             progress.report(progress.progress_document(history, epochs, len(plan.train_items),
                                                        PRIMARY_METRIC[template.task]), config.output_uri)
             save_checkpoint({"args": plan.args, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "lr_scheduler": lr_scheduler.state_dict(), "scaler": scaler.state_dict(),
-                             "epoch": epoch, "history": history, "weights": starting_weights},
+                             "epoch": epoch, "history": history, "weights": starting_weights,
+                             "best": best.state_dict()},
                             checkpoint_path, config.checkpoint_uri)
             stop.check()
+            if stopping:
+                log.info("early stop after epoch %d: no better %s than epoch %d's %.4f for %d epochs", epoch + 1,
+                         PRIMARY_METRIC[template.task], best.epoch, best.metric, best.patience)
+                break
 
-        if template.task == MULTILABEL and per_class is None:  # resumed from the last epoch's checkpoint
+        if best.weights is not None:  # absent only in a checkpoint written before the recipe kept the best
+            model.load_state_dict(best.weights)
+            per_class = best.extra
+
+        if template.task == MULTILABEL and per_class is None:  # resumed from an older last epoch's checkpoint
             per_class = engine.evaluate(model, validation_batches, device, template.task, len(classes))["per_class"]
 
         output_dir = config.work_dir / "output"
@@ -174,7 +202,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         if not check.passed:
             raise JobFailed(f"ONNX check failed on {check.images} images: {check.reason}")
 
-        metrics = {**metrics_document(plan, history, device, check, per_class), "weights": starting_weights}
+        metrics = {**metrics_document(plan, history, device, check, per_class, best), "weights": starting_weights}
         (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         publish(output_dir, config.output_uri)
@@ -184,14 +212,21 @@ def run_job(config: JobConfig) -> dict[str, Any]:
 
 
 def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch.device,
-                     check: export.OnnxCheck, per_class: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """metrics.json: the last epoch's validation metrics (the exported weights are the last epoch's); for
-    multilabel also the threshold of the F1 scores and ``per_class`` by class name."""
+                     check: export.OnnxCheck, per_class: list[dict[str, Any]] | None = None,
+                     best: recipe.BestEpoch | None = None) -> dict[str, Any]:
+    """metrics.json: the best epoch's validation metrics (the exported weights are that epoch's, ``best_epoch``;
+    the last epoch's without ``best``), whether early stopping ended training, what the recipe chose from the
+    data; for multilabel also the threshold of the F1 scores and ``per_class`` by class name."""
     task = plan.template.task
+    best_epoch = best.epoch if best is not None and best.epoch is not None else history[-1]["epoch"]
+    chosen = next(entry for entry in history if entry["epoch"] == best_epoch)
     document = {
         "task": task,
         "primary_metric": PRIMARY_METRIC[task],
-        **{name: history[-1][name] for name in METRICS[task]},
+        **{name: chosen[name] for name in METRICS[task]},
+        "best_epoch": best_epoch,
+        "stopped_early": bool(best is not None and best.stopped),
+        "recipe": plan.choices.to_dict(),
         "validation_images": len(plan.validation_items),
         "epochs": len(history),
         "device": device.type,
@@ -212,15 +247,18 @@ def publish(output_dir: Path, output_uri: str) -> None:
         storage.upload_file(output_dir / name, storage.join(output_uri, name), content_type)
 
 
-def build_datasets(plan: JobPlan, paths: dict[str, Path], image_size: int):
+def build_datasets(plan: JobPlan, paths: dict[str, Path], image_size: int, augmented: bool = True):
+    """The training set (augmented as the params say, unless not ``augmented``), the validation set, collate."""
     task, classes = plan.template.task, len(plan.manifest.classes)
+    augmentation = data.Augmentation.from_params(plan.params) if augmented else data.NO_AUGMENTATION
     if task == DETECTION:
-        return (data.DetectionDataset(plan.train_items, paths, data.detection_transforms(image_size, True)),
+        return (data.DetectionDataset(plan.train_items, paths,
+                                      data.detection_transforms(image_size, True, augmentation)),
                 data.DetectionDataset(plan.validation_items, paths, data.detection_transforms(image_size, False)),
                 data.collate_detection)
 
     def dataset(items: list[ManifestItem], train: bool) -> torch.utils.data.Dataset:
-        transform = data.classification_transforms(image_size, train)
+        transform = data.classification_transforms(image_size, train, augmentation)
         if task == MULTILABEL:
             return data.MultiLabelDataset(items, paths, transform, classes)
         # A negative's target is the background output, after the classes.

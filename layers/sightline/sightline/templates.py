@@ -31,8 +31,11 @@ class ParamSpec:
     minimum: int | float | None = None
     maximum: int | float | None = None
     description: str = ""
+    base: int | float | None = None  # with a null default: what the training job's recipe starts from
 
     def coerce(self, value: Any) -> int | float | bool | str | None:
+        if value is None and self.default is None:
+            return None  # null: the training job chooses (sightline_training.recipe)
         if self.type is bool:
             if not isinstance(value, bool):
                 raise BadRequest(f"params.{self.name} must be true or false, got {_quoted(value)}",
@@ -137,11 +140,36 @@ class TrainingTemplate:
         }
 
 
+# The small-data recipe (sightline_training.recipe; README, "Training templates").
+_RECIPE = (
+    ParamSpec("augment", float, 0.5, 0.0, 1.0, "strength of the training images' augmentation: 0 none; above 0 "
+              "horizontal flips, scale jitter (zoom in up to 1 + augment times, out down to 1 / (1 + augment / 2)) "
+              "and colour jitter (brightness, contrast, saturation +-0.4 x augment, hue +-0.05 x augment); 0.5 "
+              "moderate, 1 strong"),
+    ParamSpec("any_orientation", bool, False, description="the images have no up (aerial, satellite, microscope, "
+              "top-down inspection): augmentation also flips vertically and turns by 90 degrees"),
+    ParamSpec("warmup_epochs", float, 1.0, 0.0, 50.0, "epochs over which the learning rate rises linearly, step "
+              "by step, from 1% of learning_rate to learning_rate"),
+    ParamSpec("final_learning_rate_fraction", float, 0.01, 0.0, 1.0, "after warmup the learning rate follows a "
+              "cosine down to learning_rate x this at the last step; 1 keeps it constant"),
+    ParamSpec("weight_decay", float, 0.05, 0.0, 1.0, "AdamW's decoupled weight decay, on weights but not on "
+              "biases and normalisation scales"),
+    ParamSpec("early_stopping_patience", int, 10, 0, 500, "stop after this many epochs without a better "
+              "validation primary metric (0: never); the exported model is always the best epoch's"),
+    ParamSpec("seed", int, 0, 0, 2**31 - 1, "seeds initialisation, batch order and augmentation: the same seed, "
+              "data and params train the same model on the same machine"),
+)
+
+
 def _common(epochs: int, batch_size: int, learning_rate: float, image_size: int) -> tuple[ParamSpec, ...]:
     return (
-        ParamSpec("epochs", int, epochs, 1, 500, "passes over the training split"),
+        ParamSpec("epochs", int, None, 1, 500, f"passes over the training split; null: chosen from its size, "
+                  f"{epochs} for 1,000 training images or more, {epochs} x 1,000 / images for fewer (at most 100)",
+                  base=epochs),
         # BatchNorm cannot train on a batch of one image.
-        ParamSpec("batch_size", int, batch_size, 2, 512, "images per optimisation step"),
+        ParamSpec("batch_size", int, None, 2, 512, f"images per optimisation step; null: {batch_size}, fewer for a "
+                  f"small training split so that an epoch has at least 8 steps (never fewer than 4 images)",
+                  base=batch_size),
         ParamSpec("learning_rate", float, learning_rate, 1e-6, 1.0, "initial learning rate"),
         ParamSpec("image_size", int, image_size, 32, 1024, "side of the square the images are resized to"),
         ParamSpec("pretrained", bool, True, description="start from the template's published weights (`weights`: "
@@ -150,7 +178,18 @@ def _common(epochs: int, batch_size: int, learning_rate: float, image_size: int)
                   "of this template's architecture to start from instead of the published weights"),
         ParamSpec("freeze_backbone_epochs", int, 0, 0, 500, "first epochs in which the backbone stays as loaded "
                   "and only the rest (the new head, a detector's neck and heads) trains"),
-    )
+    ) + _RECIPE
+
+
+def _detection(params: tuple[ParamSpec, ...], image_size: int) -> tuple[ParamSpec, ...]:
+    """A detector's params: ``image_size`` and ``anchor_min`` null by default, chosen from the training boxes."""
+    chosen_size = ParamSpec("image_size", int, None, 32, 1024, f"side of the square the images are resized to; "
+                            f"null: {image_size}, or up to {min(2 * image_size, 1024)} where 10% of the boxes would "
+                            f"be under 16 pixels (never above the images' median longer side)", base=image_size)
+    anchor_min = ParamSpec("anchor_min", float, None, 0.005, 0.9, "smallest anchor side as a fraction of the "
+                           "image side (the largest stays the template's); null: the 5th percentile of the training "
+                           "boxes' sides, at least 0.02, and never larger than the template's own smallest")
+    return tuple(chosen_size if p.name == "image_size" else p for p in params) + (anchor_min,)
 
 
 # Classifiers: (architecture, published ImageNet weights, learning rate, what it is). Each trains single-label
@@ -195,7 +234,8 @@ def _catalogue() -> tuple[TrainingTemplate, ...]:
                                           f"{description}; one sigmoid score per class: any number of classes "
                                           f"per image, or none", params, name, pretrained))
     for name, weights, epochs, batch_size, learning_rate, image_size, description in _DETECTORS:
-        params = _common(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, image_size=image_size)
+        params = _detection(_common(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                    image_size=image_size), image_size)
         templates.append(TrainingTemplate(name, DETECTION, description, params, name, PretrainedWeights(weights, COCO)))
     return tuple(templates)
 

@@ -56,8 +56,12 @@ def test_fixture_body_creates_a_model_and_starts_training(ready_pets):
     model = model_registry.get_model(model_id)
     assert model["name"] == "pet classifier" and model["status"] == "training"
     assert model["datasets"] == ["pets"] and model["template"] == "mobilenet_v3_small"
-    assert model["params"] == {"epochs": 5, "batch_size": 32, "learning_rate": 0.001, "image_size": 224,
-                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0}
+    # null: chosen by the training job from the dataset (README, "The recipe for small data")
+    assert model["params"] == {"epochs": 5, "batch_size": None, "learning_rate": 0.001, "image_size": 224,
+                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
+                               "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
+                               "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
+                               "early_stopping_patience": 10, "seed": 0}
 
     version = model_registry.get_version(model_id, 1)
     execution = ready_pets.sfn.describe_execution(executionArn=version["execution_arn"])
@@ -71,8 +75,11 @@ def test_defaults_fill_template_and_params(ready_pets):
     assert answer.status == 202
     model = model_registry.get_model(answer.json["model_id"])
     assert model["template"] == "ssdlite320_mobilenet_v3_large"
-    assert model["params"] == {"epochs": 30, "batch_size": 16, "learning_rate": 0.001, "image_size": 320,
-                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0}
+    assert model["params"] == {"epochs": None, "batch_size": None, "learning_rate": 0.001, "image_size": None,
+                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
+                               "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
+                               "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
+                               "early_stopping_patience": 10, "seed": 0, "anchor_min": None}
 
 
 def test_several_datasets_and_a_padded_name(ready_pets):
@@ -145,7 +152,9 @@ def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, mess
         ({"params": {"epochs": True}}, "invalid_params", "params.epochs must be a number, got True"),
         ({"params": {"momentum": 0.9}}, "invalid_params",
          "unknown params for template mobilenet_v3_small: momentum "
-         "(allowed: batch_size, epochs, freeze_backbone_epochs, image_size, learning_rate, pretrained, weights_uri)"),
+         "(allowed: any_orientation, augment, batch_size, early_stopping_patience, epochs, "
+         "final_learning_rate_fraction, freeze_backbone_epochs, image_size, learning_rate, pretrained, seed, "
+         "warmup_epochs, weight_decay, weights_uri)"),
         ({"params": {"pretrained": "yes"}}, "invalid_params", "params.pretrained must be true or false, got 'yes'"),
         ({"params": {"weights_uri": "https://example.com/w.pth"}}, "invalid_params",
          "params.weights_uri must be an s3://bucket/key URI or null, got 'https://example.com/w.pth'"),

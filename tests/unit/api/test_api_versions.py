@@ -82,8 +82,11 @@ def test_the_fixture_body_retrains_a_serving_model(retrain_env):
     model = model_registry.get_model(model_id)
     assert (model["status"], model["serving_version"], model["latest_version"]) == ("ready", 1, 2)
     # The named param changed, the others carried over from the model (epochs 5 was the model's own).
-    assert model["params"] == {"epochs": 20, "batch_size": 32, "learning_rate": 0.001, "image_size": 224,
-                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0}
+    assert model["params"] == {"epochs": 20, "batch_size": None, "learning_rate": 0.001, "image_size": 224,
+                               "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
+                               "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
+                               "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
+                               "early_stopping_patience": 10, "seed": 0}
     version = model_registry.get_version(model_id, 2)
     assert version["status"] == "training" and version["trigger"] == {"type": "api"}
     assert version["params"] == model["params"] and version["datasets"] == ["pets"]

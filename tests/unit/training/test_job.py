@@ -60,7 +60,9 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"task", "primary_metric", "accuracy", "validation_images", "epochs", "device",
-                            "history", "onnx_check", "weights"}
+                            "history", "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+    assert metrics["best_epoch"] == 1 and metrics["stopped_early"] is False
+    assert metrics["recipe"] == {"chosen": {}}  # every param was given or has a plain default
     # No published weights here (conftest: an empty TORCH_HOME, downloads off): from scratch, and said so.
     assert metrics["weights"]["source"] == "none" and "downloads are off" in metrics["weights"]["reason"]
     assert metrics["task"] == "classification" and metrics["primary_metric"] == "accuracy"
@@ -98,7 +100,10 @@ def test_detector_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"task", "primary_metric", "map_50", "map_50_95", "validation_images", "epochs",
-                            "device", "history", "onnx_check", "weights"}
+                            "device", "history", "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+    # Shapes of a quarter to half the image: SSDlite's own smallest anchor (0.2 of the side) already fits them.
+    assert metrics["recipe"]["box_sides"]["boxes"] == 9 and metrics["recipe"]["box_sides"]["p05"] > 0.2
+    assert metrics["recipe"]["chosen"] == {"anchor_min": 0.2}
     assert metrics["primary_metric"] == "map_50_95"
     assert 0.0 <= metrics["map_50_95"] <= metrics["map_50"] <= 1.0
     assert metrics["onnx_check"] == {"images": 5, "max_abs_diff": metrics["onnx_check"]["max_abs_diff"],
@@ -147,7 +152,8 @@ def test_sigterm_saves_the_epoch_and_a_retry_resumes_at_the_next(local_manifest,
     assert signal.getsignal(signal.SIGTERM) == handler_before  # the job put the handler back
     assert "SIGTERM" in capsys.readouterr().err
     saved = torch.load(tmp_path / "job" / "checkpoints" / CHECKPOINT_FILE, weights_only=True)
-    assert saved["epoch"] == 0 and set(saved) >= {"args", "model", "optimizer", "lr_scheduler", "scaler", "epoch"}
+    assert saved["epoch"] == 0 and set(saved) >= {"args", "model", "optimizer", "lr_scheduler", "scaler", "epoch",
+                                                  "best"}
     # Only the first epoch's progress report is out; no model, no metrics.
     assert sorted(p.name for p in (tmp_path / "job" / "out").iterdir()) == ["progress.json"]
 

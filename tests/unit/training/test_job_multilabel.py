@@ -19,7 +19,7 @@ from sightline_training.train import plan_job
 from training_helpers import PRIMARIES, colour_image, run
 
 # Enough steps for the colours to separate (observed: every validation image right after 7 to 10 epochs).
-COLOUR_PARAMS = {"epochs": 10, "image_size": 32, "batch_size": 16, "learning_rate": 0.005}
+COLOUR_PARAMS = {"epochs": 10, "image_size": 32, "batch_size": 16, "learning_rate": 0.005, "augment": 0.0}
 CLASSES = sorted(PRIMARIES)
 
 
@@ -41,7 +41,7 @@ def test_a_multilabel_model_answers_every_class_present_and_none_for_a_negative(
     }
     assert set(metrics) == {"task", "primary_metric", "mean_average_precision", "f1_micro", "f1_macro", "threshold",
                             "per_class", "validation_images", "epochs", "device", "history", "onnx_check",
-                            "weights"}
+                            "weights", "best_epoch", "stopped_early", "recipe"}
     assert metrics["primary_metric"] == "mean_average_precision" and metrics["threshold"] == 0.5
     assert metrics["validation_images"] == 8  # every combination once, the empty one included
     assert list(metrics["per_class"]) == CLASSES

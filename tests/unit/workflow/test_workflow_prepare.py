@@ -55,8 +55,10 @@ def test_prepare_snapshots_the_manifest_and_describes_the_job(workflow_env, pets
         ],
     }
     assert json.loads(prepared["environment"][4]["Value"]) == {
-        "batch_size": 32, "epochs": 3, "image_size": 224, "learning_rate": 0.001,
-        "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
+        "batch_size": None, "epochs": 3, "image_size": 224, "learning_rate": 0.001,
+        "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0, "augment": 0.5,
+        "any_orientation": False, "warmup_epochs": 1.0, "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
+        "early_stopping_patience": 10, "seed": 0,
     }
     version = model_registry.get_version(model_id, 1)
     assert version["classes"] == ["cat", "dog"]

@@ -33,6 +33,7 @@ LEGACY_KIND_COCO = "coco"
 KIND_IGNORED = "ignored"
 STATUS_REGISTERED = "registered"
 STATUS_INVALID = "invalid"
+EMPTY_ARCHIVE = "archive holds no images or annotation files"
 
 
 class ImageSink(Protocol):
@@ -157,9 +158,6 @@ def parse_archive(
     if member_range is None and not parse.images and not parse.annotation_files and not parse.issues.count:
         parse.issues.add(key, EMPTY_ARCHIVE)
     return parse
-
-
-EMPTY_ARCHIVE = "archive holds no images or annotation files"
 
 
 def _member(member: archives.Entry, key: str, parse: SourceParse, sink: ImageSink, max_pixels: int) -> None:
