@@ -95,27 +95,38 @@ def _loss(model: nn.Module, images, targets, task: str) -> torch.Tensor:
     return sum(model(images, targets).values())
 
 
+# The key of evaluate's non-scalar results (per-class figures, confusion matrix, mAP by size): run_job keeps
+# them for the best epoch (metrics.json) and out of the per-epoch history, which holds numbers only.
+DETAILS = "per_class"
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, data_loader: DataLoader, device: torch.device, task: str,
              num_classes: int) -> dict:
-    """Validation metrics: ``accuracy`` for classification, ``map_50`` and ``map_50_95`` for detection, and for
-    multilabel ``mean_average_precision``, ``f1_micro``, ``f1_macro`` and ``per_class`` (a list in class order)."""
+    """Validation metrics (metrics.py): numbers, plus under ``DETAILS`` what is not one number.
+
+    classification: ``accuracy``, macro and weighted precision, recall and F1; multilabel:
+    ``mean_average_precision``, ``f1_micro``, ``f1_macro``; detection: ``map_50_95``, ``map_50``, ``map_75``,
+    ``ar_100``. The details hold per-class figures with each class's assumed threshold (and a classifier's
+    confusion matrix, a detector's mAP by object size).
+    """
     model.eval()
-    if task == MULTILABEL:
+    if task in (CLASSIFICATION, MULTILABEL):
         scores: list[torch.Tensor] = []
         truths: list[torch.Tensor] = []
         for images, targets in data_loader:
-            scores.append(torch.sigmoid(model(images.to(device, non_blocking=True)).float()).cpu())
+            logits = model(images.to(device, non_blocking=True)).float()
+            # The scores the predict function reports: softmax over every output (a background's included),
+            # or one sigmoid per class.
+            scores.append((torch.sigmoid(logits) if task == MULTILABEL else torch.softmax(logits, dim=1)).cpu())
             truths.append(targets)
-        return metrics.multilabel_metrics(torch.cat(scores).numpy(), torch.cat(truths).numpy() > 0.5)
-    if task == CLASSIFICATION:
-        predicted: list[int] = []
-        expected: list[int] = []
-        for images, targets in data_loader:
-            logits = model(images.to(device, non_blocking=True))
-            predicted += logits.argmax(dim=1).tolist()
-            expected += targets.tolist()
-        return {"accuracy": metrics.accuracy(predicted, expected)}
+        if task == MULTILABEL:
+            result = metrics.multilabel_metrics(torch.cat(scores).numpy(), torch.cat(truths).numpy() > 0.5)
+        else:
+            result = metrics.classification_metrics(torch.cat(scores).numpy(), torch.cat(truths).numpy(),
+                                                    num_classes)
+        details = result.pop(metrics.DETAILS)
+        return {**result, DETAILS: details}
     truths: list[metrics.ImageBoxes] = []
     detections: list[metrics.ImageBoxes] = []
     for images, targets in data_loader:
@@ -125,7 +136,14 @@ def evaluate(model: nn.Module, data_loader: DataLoader, device: torch.device, ta
             detections.append(metrics.ImageBoxes(output["boxes"].float().cpu().numpy(),
                                                  output["labels"].cpu().numpy(),
                                                  output["scores"].float().cpu().numpy()))
-    return metrics.detection_map(truths, detections, num_classes)
+    result = metrics.detection_metrics(truths, detections, num_classes)
+    details = result.pop(metrics.DETAILS)
+    return {**result, DETAILS: details}
+
+
+def _implied_precision(scaler: torch.amp.GradScaler) -> Precision:
+    # Callers that pass only a scaler get what this function did before precision.py: fp16 when it is on.
+    return Precision("fp16" if scaler.is_enabled() else "fp32")
 
 
 def _to_device(images, targets, device: torch.device):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +97,11 @@ def export_onnx(model: nn.Module, template: TrainingTemplate, image_size: int, p
 
 
 def labels_document(template: TrainingTemplate, classes: Sequence[str], spec: InputSpec,
-                    background: bool = False) -> dict:
+                    background: bool = False, thresholds: Mapping[str, float] | None = None) -> dict:
     """labels.json. ``background``: a classifier trained with negatives, whose ``logits`` have one more column
-    than ``classes``, the last one for an image of none of them (never reported by the predict function)."""
+    than ``classes``, the last one for an image of none of them (never reported by the predict function).
+    ``thresholds``: each class's assumed threshold (its best validation F1), the predict function's default
+    for a caller who gives none; a class without one gets the task's default there."""
     outputs = ({"logits": "logits"} if template.task in CLASSIFIER_TASKS
                else {name: name for name in DETECTOR_OUTPUTS})
     document = {"format": LABELS_FORMAT, "task": template.task, "template": template.id, "classes": list(classes),
@@ -108,6 +110,8 @@ def labels_document(template: TrainingTemplate, classes: Sequence[str], spec: In
         if template.task != CLASSIFICATION:
             raise ValueError(f"only classifiers have a background output, not {template.task} models")
         document["background"] = True
+    if thresholds:
+        document["thresholds"] = {name: float(thresholds[name]) for name in classes if name in thresholds}
     return document
 
 

@@ -16,11 +16,12 @@ from PIL import Image
 
 from sightline import imaging
 from sightline.errors import BadRequest
-from sightline.contract import (CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE, MODEL_FILE,
-                                MULTILABEL)
+from sightline.contract import (CARD_FILE, CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE,
+                                MODEL_FILE, MULTILABEL, snapshot_id)
 from sightline.templates import TrainingTemplate, template_for
 
 from sightline_training import data, engine, export, metrics as measures, progress, recipe, storage, weights
+from sightline_training.card import card_document
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
 from sightline_training.config import JobConfig
 from sightline_training.errors import InvalidInput, JobFailed
@@ -33,10 +34,16 @@ log = logging.getLogger(__name__)
 # The metric promotion compares; COCO's own headline number for detection; for multilabel the mean of the
 # classes' average precision, which (unlike F1) does not depend on the threshold a caller picks.
 PRIMARY_METRIC = {CLASSIFICATION: "accuracy", DETECTION: "map_50_95", MULTILABEL: "mean_average_precision"}
-METRICS = {CLASSIFICATION: ("accuracy",), DETECTION: ("map_50", "map_50_95"),
+# The numbers of the best epoch copied to metrics.json's top level (each epoch's are in its history).
+METRICS = {CLASSIFICATION: ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+                            "recall_weighted", "f1_weighted"),
+           DETECTION: ("map_50", "map_50_95", "map_75", "ar_100"),
            MULTILABEL: ("mean_average_precision", "f1_micro", "f1_macro")}
+# metrics.json goes last: once it is there, everything beside it is complete.
 ARTIFACT_TYPES = {MODEL_FILE: "application/octet-stream", LABELS_FILE: "application/json",
-                  METRICS_FILE: "application/json"}
+                  CARD_FILE: "application/json", METRICS_FILE: "application/json"}
+# What a classifier trained with negatives calls its background output in the confusion matrix.
+NONE_LABEL = "(none)"
 
 
 @dataclass(frozen=True)
@@ -194,7 +201,8 @@ def run_job(config: JobConfig) -> dict[str, Any]:
             per_class = engine.evaluate(model, validation_batches, device, template.task, len(classes))["per_class"]
 
         output_dir = config.work_dir / "output"
-        labels = export.labels_document(template, classes, input_spec(template, image_size), plan.background)
+        labels = export.labels_document(template, classes, input_spec(template, image_size), plan.background,
+                                        thresholds=assumed_thresholds(classes, per_class))
         serving_model = copy.deepcopy(model).cpu().float().eval()
         export.export_onnx(serving_model, template, image_size, output_dir / MODEL_FILE)
         check = verify_export(plan, serving_model, output_dir / MODEL_FILE, labels, paths, config.check_images)
@@ -205,25 +213,49 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         metrics = {**metrics_document(plan, history, device, check, per_class, best), "weights": starting_weights}
         (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        manifest_document = json.loads(storage.read_bytes(config.manifest_uri))
+        model_card = card_document(manifest=plan.manifest, manifest_uri=config.manifest_uri,
+                                   snapshot=snapshot_id(manifest_document), template_id=template.id,
+                                   params=params, labels=labels, metrics=metrics, device=device)
+        (output_dir / CARD_FILE).write_text(json.dumps(model_card, indent=2))
         publish(output_dir, config.output_uri)
         log.info("published to %s: %s %.4f", config.output_uri, metrics["primary_metric"],
                  metrics[metrics["primary_metric"]])
         return metrics
 
 
+def _details(per_class: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any]:
+    """engine.evaluate's details; a list is a multilabel checkpoint's per-class figures from before them."""
+    if per_class is None:
+        return {}
+    return {"per_class": per_class} if isinstance(per_class, list) else dict(per_class)
+
+
+def assumed_thresholds(classes: tuple[str, ...] | list[str],
+                       per_class: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, float]:
+    """{class: the score of its highest validation F1} for the classes that have one (labels.json ``thresholds``)."""
+    entries = _details(per_class).get("per_class") or []
+    return {name: entry["assumed_threshold"]["threshold"] for name, entry in zip(classes, entries)
+            if entry.get("assumed_threshold")}
+
+
 def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch.device,
-                     check: export.OnnxCheck, per_class: list[dict[str, Any]] | None = None,
+                     check: export.OnnxCheck, per_class: dict[str, Any] | list[dict[str, Any]] | None = None,
                      best: recipe.BestEpoch | None = None) -> dict[str, Any]:
     """metrics.json: the best epoch's validation metrics (the exported weights are that epoch's, ``best_epoch``;
     the last epoch's without ``best``), whether early stopping ended training, what the recipe chose from the
-    data; for multilabel also the threshold of the F1 scores and ``per_class`` by class name."""
+    data; ``per_class`` by class name with each class's assumed threshold (also as ``assumed_thresholds``), a
+    classifier's ``confusion_matrix``, a detector's ``by_size``; for multilabel the threshold of its F1 scores.
+    ``per_class``: engine.evaluate's details of the best epoch."""
     task = plan.template.task
+    classes = list(plan.manifest.classes)
     best_epoch = best.epoch if best is not None and best.epoch is not None else history[-1]["epoch"]
     chosen = next(entry for entry in history if entry["epoch"] == best_epoch)
     document = {
         "task": task,
         "primary_metric": PRIMARY_METRIC[task],
-        **{name: chosen[name] for name in METRICS[task]},
+        # A history written before a metric existed lacks it: absent rather than made up.
+        **{name: chosen[name] for name in METRICS[task] if name in chosen},
         "best_epoch": best_epoch,
         "stopped_early": bool(best is not None and best.stopped),
         "recipe": plan.choices.to_dict(),
@@ -233,16 +265,25 @@ def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch
         "history": history,
         "onnx_check": check.to_dict(),
     }
+    details = _details(per_class)
     if task == MULTILABEL:
         document["threshold"] = measures.MULTILABEL_THRESHOLD
-        document["per_class"] = dict(zip(plan.manifest.classes, per_class or []))
+    if details.get("per_class") is not None:
+        document["per_class"] = dict(zip(classes, details["per_class"]))
+        document["assumed_thresholds"] = {
+            name: (entry.get("assumed_threshold") or {}).get("threshold")
+            for name, entry in document["per_class"].items()}
+    if "confusion_matrix" in details:  # rows: the true class, columns: the predicted one
+        document["confusion_matrix"] = {"labels": classes + ([NONE_LABEL] if plan.background else []),
+                                        "matrix": details["confusion_matrix"]}
+    if "by_size" in details:
+        document["by_size"] = details["by_size"]
     if plan.background:
         document["validation_negatives"] = sum(item.class_index is None for item in plan.validation_items)
     return document
 
 
 def publish(output_dir: Path, output_uri: str) -> None:
-    # metrics.json goes last: once it is there, the model and labels beside it are complete.
     for name, content_type in ARTIFACT_TYPES.items():
         storage.upload_file(output_dir / name, storage.join(output_uri, name), content_type)
 

@@ -7,6 +7,8 @@ a test keeps the two in step.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
 
 # ---------------------------------------------------------------- tasks
@@ -30,8 +32,17 @@ PROGRESS_FILE = "progress.json"
 PROGRESS_FORMAT = "sightline.progress/v1"
 CHECKPOINT_FILE = "checkpoint.pt"
 MANIFEST_FILE = "manifest.json"
+# The model card: what the version is, how it was trained and measured (written beside the outputs).
+CARD_FILE = "card.json"
 # What a finished training job publishes under its output URI; metrics.json goes last (it marks completeness).
 TRAINING_OUTPUTS = (MODEL_FILE, LABELS_FILE, METRICS_FILE)
+
+
+def snapshot_id(manifest: dict) -> str:
+    """The content address of a manifest (its dataset snapshot): what it trains on, not when it was built. Here
+    rather than in ``sightline.datasets.snapshots`` so that the training job names the snapshot on its card."""
+    content = {field: manifest[field] for field in ("format", "task", "classes", "items")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def manifest_key(model_id: str, version: int) -> str:

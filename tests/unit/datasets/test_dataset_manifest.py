@@ -69,16 +69,43 @@ def test_items_are_deduplicated_by_image_across_datasets(datasets):
     assert manifest["datasets"] == ["a", "b"]
 
 
-def test_split_depends_only_on_item_ids():
+def test_split_is_deterministic_and_independent_of_order():
     items = _fake_items({"cat": 30, "dog": 30})
-    more = items + _fake_items({"cat": 10, "dog": 10}, offset=1000)
 
     splits = assign_splits(items, 0.2)
-    larger = assign_splits(list(reversed(more)), 0.2)
 
+    # A re-registration lists the same images in another order: the same split.
     assert splits == assign_splits(list(reversed(items)), 0.2)
-    assert all(larger[item_id] == split for item_id, split in splits.items())
-    assert 0.05 < sum(split == "validation" for split in splits.values()) / len(splits) < 0.4
+    assert splits == assign_splits([dict(item) for item in items], 0.2)
+    assert sum(split == "validation" for split in splits.values()) == 12
+
+
+def _validated(items: list[dict], splits: dict[str, str], label: str) -> int:
+    return sum(splits[item["id"]] == "validation" for item in items if item["label"] == label)
+
+
+def test_split_is_stratified_in_proportion_to_each_class():
+    items = _fake_items({"common": 200, "middling": 40, "small": 5, "tiny": 7})
+
+    splits = assign_splits(items, 0.2)
+
+    assert {label: _validated(items, splits, label) for label in ("common", "middling", "small", "tiny")} == {
+        "common": 40, "middling": 8, "small": 1, "tiny": 1}
+    grown = items + _fake_items({"common": 100, "small": 10}, offset=10_000)
+    grown_splits = assign_splits(grown, 0.2)
+    assert _validated(grown, grown_splits, "common") == 60
+    assert _validated(grown, grown_splits, "small") == 3
+
+
+def test_multilabel_items_are_stratified_by_their_rarest_class():
+    items = [{"id": hashlib.sha256(f"m{n}".encode()).hexdigest(),
+              "labels": ["person"] + (["dog"] if n < 10 else [])} for n in range(100)]
+
+    splits = assign_splits(items, 0.2)
+
+    dogs = [item for item in items if "dog" in item["labels"]]
+    assert sum(splits[item["id"]] == "validation" for item in dogs) == 2
+    assert sum(split == "validation" for split in splits.values()) == 20
 
 
 def test_every_class_with_two_items_gets_one_validation_and_one_train():

@@ -44,13 +44,17 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     assert run(manifest, tmp_path, "mobilenet_v3_small", CLASSIFIER_PARAMS) == 0
 
     out = tmp_path / "job" / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "metrics.json", "model.onnx", "progress.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "labels.json", "metrics.json", "model.onnx",
+                                                     "progress.json"]
     progress = json.loads((out / "progress.json").read_text())
     assert (progress["format"], progress["epoch"], progress["epochs"], progress["eta_seconds"]) == (
         "sightline.progress/v1", 1, 1, 0.0)
     assert progress["metric"]["name"] == "accuracy" and progress["images_per_second"] > 0
     assert [entry["epoch"] for entry in progress["history"]] == [1]
     labels = json.loads((out / "labels.json").read_text())
+    # Each class validated with a positive has its assumed threshold: a softmax score.
+    thresholds = labels.pop("thresholds", {})
+    assert set(thresholds) <= {"circle", "square"} and all(0.0 <= t <= 1.0 for t in thresholds.values())
     assert labels == {
         "format": "sightline.labels/v1", "task": "classification", "template": "mobilenet_v3_small",
         "classes": ["circle", "square"],
@@ -59,8 +63,17 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
         "outputs": {"logits": "logits"},
     }
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"task", "primary_metric", "accuracy", "validation_images", "epochs", "device",
+    assert set(metrics) == {"task", "primary_metric", "accuracy", "precision_macro", "recall_macro", "f1_macro",
+                            "precision_weighted", "recall_weighted", "f1_weighted", "per_class",
+                            "assumed_thresholds", "confusion_matrix", "validation_images", "epochs", "device",
                             "history", "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+    assert list(metrics["per_class"]) == ["circle", "square"]
+    assert sum(entry["support"] for entry in metrics["per_class"].values()) == 4
+    assert {name: t for name, t in metrics["assumed_thresholds"].items() if t is not None} == thresholds
+    assert metrics["confusion_matrix"]["labels"] == ["circle", "square"]
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 4
+    # The history holds numbers only; the per-class figures are the best epoch's.
+    assert all(isinstance(value, (int, float)) for value in metrics["history"][0].values())
     assert metrics["best_epoch"] == 1 and metrics["stopped_early"] is False
     assert metrics["recipe"] == {"chosen": {}}  # every param was given or has a plain default
     # No published weights here (conftest: an empty TORCH_HOME, downloads off): from scratch, and said so.
@@ -72,6 +85,17 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     assert {"epoch", "train_loss", "accuracy"} <= set(metrics["history"][0])
     assert metrics["onnx_check"]["passed"] is True and metrics["onnx_check"]["images"] == 4
     assert metrics["onnx_check"]["max_rel_diff"] <= export.LOGITS_RELATIVE_TOLERANCE
+    card = json.loads((out / "card.json").read_text())
+    assert card["format"] == "sightline.card/v1" and card["template"] == "mobilenet_v3_small"
+    assert card["task"] == "classification" and card["dataset"]["validation_images"] == 4
+    assert len(card["dataset"]["snapshot"]) == 64
+    assert [entry["name"] for entry in card["classes"]] == ["circle", "square"]
+    assert sum(entry["validation_images"] for entry in card["classes"]) == 4
+    assert card["input"] == labels["input"] and card["assumed_thresholds"] == thresholds
+    assert card["primary_metric"] == {"name": "accuracy", "accuracy": metrics["accuracy"]}
+    assert card["onnx_check"] == metrics["onnx_check"] and card["training"]["epochs"] == 1
+    assert card["training"]["seconds"] > 0 and card["hardware"]["device"] == "cpu"
+    assert {"python", "torch", "onnxruntime", "scikit-learn"} <= set(card["software"])
 
     # The published graph is the checkpointed model, fed as labels.json says, batch of one.
     model = load_trained(tmp_path, "job", "mobilenet_v3_small", 2, 64)
@@ -91,6 +115,8 @@ def test_detector_trains_exports_and_matches_onnx(local_manifest, tmp_path):
 
     out = tmp_path / "job" / "out"
     labels = json.loads((out / "labels.json").read_text())
+    thresholds = labels.pop("thresholds", {})
+    assert set(thresholds) <= {"circle", "square"} and all(0.0 <= t <= 1.0 for t in thresholds.values())
     assert labels == {
         "format": "sightline.labels/v1", "task": "detection", "template": "ssdlite320_mobilenet_v3_large",
         "classes": ["circle", "square"],
@@ -99,8 +125,12 @@ def test_detector_trains_exports_and_matches_onnx(local_manifest, tmp_path):
         "outputs": {"boxes": "boxes", "scores": "scores", "labels": "labels"},
     }
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"task", "primary_metric", "map_50", "map_50_95", "validation_images", "epochs",
-                            "device", "history", "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+    assert set(metrics) == {"task", "primary_metric", "map_50", "map_50_95", "map_75", "ar_100", "per_class",
+                            "assumed_thresholds", "by_size", "validation_images", "epochs", "device", "history",
+                            "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+    assert list(metrics["per_class"]) == ["circle", "square"]
+    assert set(metrics["by_size"]) == {"small", "medium", "large"}
+    assert all(isinstance(value, (int, float)) for value in metrics["history"][-1].values())
     # Shapes of a quarter to half the image: SSDlite's own smallest anchor (0.2 of the side) already fits them.
     assert metrics["recipe"]["box_sides"]["boxes"] == 9 and metrics["recipe"]["box_sides"]["p05"] > 0.2
     assert metrics["recipe"]["chosen"] == {"anchor_min": 0.2}

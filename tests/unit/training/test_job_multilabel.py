@@ -32,6 +32,8 @@ def exported(tmp_path: Path) -> tuple[dict, dict, Predictor]:
 def test_a_multilabel_model_answers_every_class_present_and_none_for_a_negative(colour_manifest, tmp_path):
     assert run(colour_manifest("multilabel"), tmp_path, "mobilenet_v3_small_multilabel", COLOUR_PARAMS) == 0
     labels, metrics, predictor = exported(tmp_path)
+    thresholds = labels.pop("thresholds")
+    assert set(thresholds) == set(CLASSES) and all(0.0 <= t <= 1.0 for t in thresholds.values())
     assert labels == {
         "format": "sightline.labels/v1", "task": "multilabel", "template": "mobilenet_v3_small_multilabel",
         "classes": CLASSES,
@@ -40,13 +42,13 @@ def test_a_multilabel_model_answers_every_class_present_and_none_for_a_negative(
         "outputs": {"logits": "logits"},
     }
     assert set(metrics) == {"task", "primary_metric", "mean_average_precision", "f1_micro", "f1_macro", "threshold",
-                            "per_class", "validation_images", "epochs", "device", "history", "onnx_check",
-                            "weights", "best_epoch", "stopped_early", "recipe"}
+                            "per_class", "assumed_thresholds", "validation_images", "epochs", "device", "history",
+                            "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
     assert metrics["primary_metric"] == "mean_average_precision" and metrics["threshold"] == 0.5
     assert metrics["validation_images"] == 8  # every combination once, the empty one included
     assert list(metrics["per_class"]) == CLASSES
     for entry in metrics["per_class"].values():
-        assert set(entry) == {"average_precision", "precision", "recall", "f1", "support"}
+        assert set(entry) == {"average_precision", "precision", "recall", "f1", "support", "assumed_threshold"}
         assert entry["support"] == 4  # each class is in half of the 8 combinations
     assert {"mean_average_precision", "f1_micro", "f1_macro"} <= set(metrics["history"][-1])
     assert "per_class" not in metrics["history"][-1]

@@ -45,7 +45,8 @@ def test_job_reads_and_writes_s3_through_the_environment(aws_resources, make_dat
 
     s3, bucket = aws_resources.s3, aws_resources.artifact_bucket
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/")["Contents"]}
-    assert listed == {MODEL_PREFIX + name for name in ("model.onnx", "labels.json", "metrics.json", "progress.json")}
+    assert listed == {MODEL_PREFIX + name for name in ("model.onnx", "labels.json", "card.json", "metrics.json",
+                                                               "progress.json")}
     assert s3.head_object(Bucket=bucket, Key="checkpoints/m-1/v000001/checkpoint.pt")["ContentLength"] > 0
     labels_object = s3.get_object(Bucket=bucket, Key=MODEL_PREFIX + "labels.json")
     assert labels_object["ContentType"] == "application/json"

@@ -3,7 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sightline_training.metrics import ImageBoxes, accuracy, average_precision, detection_map, multilabel_metrics
+from sklearn import metrics as sk
+
+from sightline_training.metrics import (DETAILS, ImageBoxes, accuracy, assumed_threshold, average_precision,
+                                        classification_metrics, detection_map, detection_metrics, multilabel_metrics)
 
 
 def boxes(*rows, labels=None, scores=None) -> ImageBoxes:
@@ -26,18 +29,21 @@ def test_perfect_detections_score_one():
     truth = [boxes([0, 0, 10, 10], [20, 20, 40, 50], labels=[1, 2]), boxes([5, 5, 30, 30], labels=[2])]
     predicted = [boxes([0, 0, 10, 10], [20, 20, 40, 50], labels=[1, 2], scores=[0.9, 0.8]),
                  boxes([5, 5, 30, 30], labels=[2], scores=[0.7])]
-    assert detection_map(truth, predicted, num_classes=2) == {"map_50": 1.0, "map_50_95": 1.0}
+    assert detection_map(truth, predicted, num_classes=2) == {"map_50": 1.0, "map_50_95": 1.0, "map_75": 1.0,
+                                                              "ar_100": 1.0}
 
 
 def test_no_predictions_score_zero():
     truth = [boxes([0, 0, 10, 10]), boxes([5, 5, 30, 30])]
-    assert detection_map(truth, [boxes(), boxes()], num_classes=1) == {"map_50": 0.0, "map_50_95": 0.0}
+    assert detection_map(truth, [boxes(), boxes()], num_classes=1) == {"map_50": 0.0, "map_50_95": 0.0,
+                                                                       "map_75": 0.0, "ar_100": 0.0}
 
 
 def test_wrong_label_scores_zero():
     truth = [boxes([0, 0, 10, 10], labels=[1])]
     predicted = [boxes([0, 0, 10, 10], labels=[2], scores=[0.9])]
-    assert detection_map(truth, predicted, num_classes=2) == {"map_50": 0.0, "map_50_95": 0.0}
+    assert detection_map(truth, predicted, num_classes=2) == {"map_50": 0.0, "map_50_95": 0.0, "map_75": 0.0,
+                                                              "ar_100": 0.0}
 
 
 def test_loose_box_counts_only_at_low_iou_thresholds():
@@ -93,7 +99,8 @@ def test_multilabel_metrics_worked_by_hand():
                       [1, 0, 1, 0],
                       [0, 0, 0, 0]], dtype=bool)
     result = multilabel_metrics(scores, truth)
-    a, b, c, d = result["per_class"]
+    a, b, c, d = ({key: value for key, value in entry.items() if key != "assumed_threshold"}
+                  for entry in result[DETAILS]["per_class"])
     assert a == {"average_precision": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
     # b: predicted for rows 0, 1 and 2, right only for row 1; ranked below row 0's false 0.75.
     assert b == pytest.approx({"average_precision": 0.5, "precision": 1 / 3, "recall": 1.0, "f1": 0.5,
@@ -116,3 +123,68 @@ def test_multilabel_threshold_is_inclusive_and_no_positive_anywhere_scores_zero(
     assert (nothing["mean_average_precision"], nothing["f1_micro"], nothing["f1_macro"]) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError):
         multilabel_metrics(np.zeros((2, 3)), np.zeros((2, 2), dtype=bool))
+
+
+def test_assumed_threshold_is_where_f1_peaks():
+    # Positives at 0.9, 0.6, 0.35; negatives at 0.8, 0.3, 0.1. F1 by threshold: 0.9: 1/2, 0.8: 2/5, 0.6: 2/3,
+    # 0.35: 6/7 (3 of 4 predicted are right, all found), 0.3: 3/4, 0.1: 2/3.
+    scores = [0.9, 0.8, 0.6, 0.35, 0.3, 0.1]
+    truth = [1, 0, 1, 1, 0, 0]
+    found = assumed_threshold(scores, truth)
+    assert found == pytest.approx({"threshold": 0.35, "precision": 0.75, "recall": 1.0, "f1": 6 / 7})
+    # Perfectly separated: every threshold from the lowest positive up to the highest negative ties at F1 1 on
+    # this data; the lowest is taken.
+    assert assumed_threshold([0.9, 0.7, 0.4, 0.2], [1, 1, 0, 0])["threshold"] == pytest.approx(0.7)
+    # Two positives never scored: recall is out of 5 wherever the threshold is.
+    missed = assumed_threshold(scores, truth, missed=2)
+    assert missed["recall"] <= 3 / 5 + 1e-9
+    assert assumed_threshold([0.2, 0.1], [0, 0]) is None
+
+
+def test_classification_metrics_match_scikit_learn_and_count_negatives():
+    # 3 classes and a background output (index 3); the last example is a negative.
+    probabilities = np.array([[0.7, 0.1, 0.1, 0.1],
+                              [0.2, 0.6, 0.1, 0.1],
+                              [0.5, 0.3, 0.1, 0.1],
+                              [0.1, 0.1, 0.7, 0.1],
+                              [0.1, 0.1, 0.2, 0.6],
+                              [0.3, 0.1, 0.1, 0.5]])
+    expected = np.array([0, 1, 1, 2, 2, 3])
+    result = classification_metrics(probabilities, expected, num_classes=3)
+    predicted = probabilities.argmax(axis=1)
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["f1_macro"] == pytest.approx(sk.f1_score(expected, predicted, labels=[0, 1, 2], average="macro"))
+    assert result["recall_weighted"] == pytest.approx(
+        sk.recall_score(expected, predicted, labels=[0, 1, 2], average="weighted"))
+    details = result[DETAILS]
+    assert details["confusion_matrix"] == sk.confusion_matrix(expected, predicted, labels=[0, 1, 2, 3]).tolist()
+    zero, one, two = details["per_class"]
+    assert (zero["precision"], zero["recall"], zero["support"]) == (pytest.approx(0.5), 1.0, 1)
+    assert (one["recall"], two["recall"]) == (pytest.approx(0.5), pytest.approx(0.5))
+    # Class 2's one-vs-rest scores 0.1 0.1 0.1 0.7 0.2 0.1: F1 peaks at 1 at 0.2, where both positives pass.
+    assert two["assumed_threshold"] == pytest.approx({"threshold": 0.2, "precision": 1.0, "recall": 1.0, "f1": 1.0})
+    for value in (result["precision_macro"], result["f1_weighted"]):
+        assert isinstance(value, float)
+
+
+def test_detection_metrics_by_class_size_and_threshold():
+    # Class 1: two boxes found at 0.9 and 0.6, a false positive at 0.7 and one at 0.2; class 2: a 10 px box
+    # (small) found at 0.8, a 200 px box (large) missed.
+    truth = [boxes([0, 0, 10, 10], [50, 50, 250, 250], labels=[1, 2]),
+             boxes([0, 0, 20, 20], [30, 30, 40, 40], labels=[1, 2])]
+    predicted = [boxes([0, 0, 10, 10], [100, 100, 120, 120], labels=[1, 1], scores=[0.9, 0.7]),
+                 boxes([0, 0, 20, 20], [60, 60, 70, 70], [30, 30, 40, 40], labels=[1, 1, 2],
+                       scores=[0.6, 0.2, 0.8])]
+    result = detection_metrics(truth, predicted, num_classes=2)
+    first, second = result[DETAILS]["per_class"]
+    assert first["support"] == 2 and second["support"] == 2
+    # Class 1 at IoU 0.5: thresholds 0.9 (P 1, R 1/2), 0.7 (1/2, 1/2), 0.6 (2/3, 1): F1 peaks at 0.6 with 0.8.
+    assert first["assumed_threshold"] == pytest.approx({"threshold": 0.6, "precision": 2 / 3, "recall": 1.0,
+                                                        "f1": 0.8})
+    assert second["assumed_threshold"] == pytest.approx({"threshold": 0.8, "precision": 1.0, "recall": 0.5,
+                                                         "f1": 2 / 3})
+    assert first["average_precision_50"] == pytest.approx(result[DETAILS]["per_class"][0]["average_precision"])
+    by_size = result[DETAILS]["by_size"]
+    assert by_size["large"]["map_50_95"] == 0.0  # class 2's big box was never found
+    assert by_size["medium"] == {"map_50_95": None, "ar_100": None}  # no box of 32 to 96 pixels
+    assert 0.0 < result["map_50"] < 1.0 and result["map_75"] == pytest.approx(result["map_50"])

@@ -1,11 +1,12 @@
 """Training snapshots: the ``sightline.manifest/v1`` document a model version trains on.
 
-The train/validation split is a pure function of the item ids (and the fraction): the same data always splits the
-same way, and adding images never moves existing ones between splits except to keep every class validated.
+The train/validation split is a pure function of the item ids, their classes and the fraction: the same data always
+splits the same way, stratified so that every class validates on its share of its images.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 from sightline import aws
@@ -24,15 +25,34 @@ def split_position(item_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def validation_quota(count: int, validation_fraction: float) -> int:
+    """How many of ``count`` items of one stratum validate: the fraction rounded half up, and with two or more
+    items at least one in each split (so a class of 5 images at 0.2 validates on 1)."""
+    quota = math.floor(count * validation_fraction + 0.5)
+    return min(max(quota, 1), count - 1) if count >= 2 else 0
+
+
 def assign_splits(items: list[dict[str, Any]], validation_fraction: float) -> dict[str, str]:
-    """``{item id: "train" | "validation"}``; every class with two or more items keeps one in each split."""
+    """``{item id: "train" | "validation"}``, stratified by class and deterministic.
+
+    Each item belongs to one stratum: its rarest class (fewest items; ties by name), or "no class" for a
+    negative. Within a stratum the items are ordered by their hash position and the first
+    ``validation_quota`` validate, so every class is validated in proportion and the same items always split
+    the same way, whatever their order. Adding images can move the few items at a stratum's boundary. A class
+    of two or more items still short of a validation or training item afterwards (a multi-label or detection
+    class that is never an item's rarest) gets one moved across.
+    """
     position = {item["id"]: split_position(item["id"]) for item in items}
     labels = {item["id"]: item_labels(item) for item in items}
     members: dict[str, list[str]] = {}
     for item_id in sorted(position, key=position.__getitem__):
         for label in labels[item_id]:
             members.setdefault(label, []).append(item_id)
-    validation = {item_id for item_id, where in position.items() if where < validation_fraction}
+    strata: dict[str | None, list[str]] = {}
+    for item_id in sorted(position, key=position.__getitem__):
+        rarest = min(labels[item_id], key=lambda label: (len(members[label]), label), default=None)
+        strata.setdefault(rarest, []).append(item_id)
+    validation = {item_id for ids in strata.values() for item_id in ids[:validation_quota(len(ids), validation_fraction)]}
 
     def validated(label: str, without: str | None = None) -> bool:
         return any(member in validation and member != without for member in members[label])

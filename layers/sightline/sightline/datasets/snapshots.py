@@ -8,7 +8,6 @@ them when a dataset is deleted.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -17,16 +16,10 @@ from botocore.exceptions import ClientError
 
 from sightline import aws, keys
 from sightline.config import get_settings
-from sightline.contract import MANIFEST_FILE
+from sightline.contract import MANIFEST_FILE, snapshot_id
 from sightline.datasets.catalog import images_per_class
 
 SNAPSHOT_FIELDS = ("snapshot_id", "task", "datasets", "classes", "images", "manifest", "created_at", "model_versions")
-
-
-def snapshot_id(manifest: dict[str, Any]) -> str:
-    """The content address of a manifest: what it trains on, not when it was built."""
-    content = {field: manifest[field] for field in ("format", "task", "classes", "items")}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def snapshot_key(snapshot: str) -> str:
