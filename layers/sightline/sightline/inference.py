@@ -25,8 +25,10 @@ from sightline.config import get_settings
 from sightline.contract import CLASSIFICATION, DETECTION, LABELS_FILE, LABELS_FORMAT, MODEL_FILE, MULTILABEL
 from sightline.imaging import InputSpec, to_tensor
 
-# A detector's boxes are noise below this by default; a classifier ranks every class unless asked otherwise; a
-# multi-label model answers the classes whose sigmoid says "more likely present than not", all of them.
+# Without a caller's threshold each class's assumed threshold applies (labels.json ``thresholds``: the score of
+# its best F1 on the validation set). These are for classes without one, and for versions trained before them: a
+# detector's boxes are noise below 0.5; a classifier ranks every class; a multi-label model answers the classes
+# whose sigmoid says "more likely present than not".
 DEFAULT_THRESHOLD = {CLASSIFICATION: 0.0, DETECTION: 0.5, MULTILABEL: 0.5}
 DEFAULT_MAX_RESULTS = {CLASSIFICATION: 5, DETECTION: 20, MULTILABEL: 100}
 # The outputs each task's model gives, by role (labels.json ``outputs`` maps a role to the graph's name).
@@ -82,6 +84,7 @@ class Predictor:
         except ValueError as error:
             raise ModelArtifactError(str(error)) from None
         self._output_names = _output_names(labels, OUTPUT_ROLES[self.task])
+        self.thresholds = _class_thresholds(labels, self.classes, DEFAULT_THRESHOLD[self.task])
 
         source = bytes(model) if isinstance(model, (bytes, bytearray, memoryview)) else os.fspath(model)
         self._session = ort.InferenceSession(
@@ -95,15 +98,20 @@ class Predictor:
         if missing:
             raise ModelArtifactError(f"model has no output {missing} (it has {sorted(outputs)})")
 
-    def predict(self, image: Image.Image, threshold: float, max_results: int) -> list[dict]:
-        """Predictions for an upright RGB image, best first: ``{"label", "score"}`` plus ``"box"`` for detectors."""
+    def predict(self, image: Image.Image, threshold: float | None, max_results: int) -> list[dict]:
+        """Predictions for an upright RGB image, best first: ``{"label", "score"}`` plus ``"box"`` for detectors.
+        ``threshold`` None: each class's assumed threshold (``thresholds``)."""
         tensor = to_tensor(image, self.input_spec)
         results = self._session.run(self._output_names, {self.input_spec.name: tensor})
         if self.task == DETECTION:
             return self._detections(results, image.size, threshold, max_results)
         return self._classifications(results[0], threshold, max_results)
 
-    def _classifications(self, logits: Any, threshold: float, max_results: int) -> list[dict]:
+    def _cutoffs(self, threshold: float | None) -> np.ndarray:
+        """The lowest reported score per class: the caller's for every class, or each class's assumed one."""
+        return self.thresholds if threshold is None else np.full(len(self.classes), float(threshold))
+
+    def _classifications(self, logits: Any, threshold: float | None, max_results: int) -> list[dict]:
         """Classification: the softmax (the background's share dropped); multilabel: each class's sigmoid."""
         values = np.asarray(logits, dtype=np.float64).reshape(-1)
         expected = len(self.classes) + int(self.background)
@@ -112,11 +120,12 @@ class Predictor:
                                      + (" and the background" if self.background else ""))
         scores = sigmoid(values) if self.task == MULTILABEL else softmax(values)[: len(self.classes)]
         ranked = np.argsort(-scores, kind="stable")
-        kept = [int(i) for i in ranked if scores[i] >= threshold][:max_results]
+        cutoffs = self._cutoffs(threshold)
+        kept = [int(i) for i in ranked if scores[i] >= cutoffs[i]][:max_results]
         return [{"label": self.classes[i], "score": _score(scores[i])} for i in kept]
 
     def _detections(
-        self, results: list[Any], image_size: tuple[int, int], threshold: float, max_results: int
+        self, results: list[Any], image_size: tuple[int, int], threshold: float | None, max_results: int
     ) -> list[dict]:
         # A leading batch axis of 1, if the export kept one, is dropped by the reshapes.
         boxes = np.asarray(results[0], dtype=np.float64).reshape(-1, 4)
@@ -130,11 +139,13 @@ class Predictor:
         # Boxes come in the resized input's pixels; the caller wants the pixels of the image it sent.
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] * (width / self.input_spec.width), 0, width)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] * (height / self.input_spec.height), 0, height)
+        known = (label_ids >= 1) & (label_ids <= len(self.classes))  # 0 is background
+        # Each box against its class's cutoff (an unknown label's is infinite: it is dropped anyway).
+        cutoffs = np.where(known, self._cutoffs(threshold)[np.clip(label_ids - 1, 0, len(self.classes) - 1)], np.inf)
         keep = (
             np.isfinite(scores)
-            & (scores >= threshold)
-            & (label_ids >= 1)  # 0 is background
-            & (label_ids <= len(self.classes))
+            & (scores >= cutoffs)
+            & known
             & np.isfinite(boxes).all(axis=1)
             & (boxes[:, 2] > boxes[:, 0])  # a box that was wholly outside the image has nothing left of it
             & (boxes[:, 3] > boxes[:, 1])
@@ -154,6 +165,22 @@ class Predictor:
             }
             for i in kept
         ]
+
+
+def _class_thresholds(labels: dict, classes: list[str], default: float) -> np.ndarray:
+    """labels.json ``thresholds`` ({class: score in [0, 1]}) as one cutoff per class; ``default`` where absent."""
+    given = labels.get("thresholds") or {}
+    if not isinstance(given, dict):
+        raise ModelArtifactError(f"labels.json thresholds must be an object of class: score, got {given!r}")
+    cutoffs = np.full(len(classes), float(default))
+    for index, name in enumerate(classes):
+        value = given.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ModelArtifactError(f"labels.json threshold of {name!r} is {value!r}, not a score from 0 to 1")
+        cutoffs[index] = float(value)
+    return cutoffs
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

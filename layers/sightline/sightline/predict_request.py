@@ -18,7 +18,7 @@ from sightline.config import get_settings
 from sightline.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from sightline.http_events import event_body, event_header, json_document
 from sightline.imaging import decode_image
-from sightline.inference import DEFAULT_MAX_RESULTS, DEFAULT_THRESHOLD, load_predictor
+from sightline.inference import DEFAULT_MAX_RESULTS, load_predictor
 
 MAX_RESULTS_LIMIT = 100
 JSON_MEDIA_TYPE = "application/json"
@@ -121,14 +121,14 @@ def predict_request(model_id: str, body: bytes, content_type: str | None, query:
     image = decode_image(request.image)
     predictor = load_predictor(model_id, version)
     task = predictor.task
-    threshold = DEFAULT_THRESHOLD[task] if request.threshold is None else request.threshold
     max_results = DEFAULT_MAX_RESULTS[task] if request.max_results is None else request.max_results
     return {
         "model_id": model_id,
         "version": int(version["version"]),
         "task": task,
         "image": {"width": image.width, "height": image.height},
-        "predictions": predictor.predict(image, threshold, max_results),
+        # No threshold given: each class's assumed threshold (labels.json), else the task's default.
+        "predictions": predictor.predict(image, request.threshold, max_results),
     }
 
 

@@ -178,9 +178,10 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
 # Bounded: each lost race means another recorder changed the serving version, which happens rarely.
 _PROMOTION_ATTEMPTS = 10
 
-# metrics.json fields kept out of the version item: a multi-label model's per-class breakdown grows with its
-# classes (thousands would pass DynamoDB's 400 KB item limit). They stay in metrics.json (``artifacts.metrics``).
-_METRICS_ONLY_IN_FILE = ("per_class",)
+# metrics.json fields kept out of the version item: the per-class breakdown, thresholds and confusion matrix grow
+# with the classes (thousands would pass DynamoDB's 400 KB item limit). They stay in metrics.json
+# (``artifacts.metrics``).
+_METRICS_ONLY_IN_FILE = ("per_class", "assumed_thresholds", "confusion_matrix")
 
 
 def record_version(event: dict[str, Any]) -> dict[str, Any]:

@@ -185,3 +185,36 @@ def test_rgba_and_grey_images_are_accepted(classifier: Predictor):
     assert classifier.predict(rgba, 0.0, 1)[0]["label"] == "red"
     grey = classifier.predict(Image.new("L", (10, 10), 90), 0.0, 5)
     assert [p["score"] for p in grey] == pytest.approx([1 / 3] * 3, abs=1e-5)
+
+
+def test_without_a_threshold_each_class_uses_its_assumed_threshold(classifier_onnx):
+    image = solid((40, 120, 200))
+    expected = expected_classifier_scores((40, 120, 200))  # blue > green > red
+    # Blue's cutoff above its score, green's below: only green is answered; red has none, so the task's 0.0.
+    thresholds = {"blue": min(1.0, expected["blue"] + 0.01), "green": expected["green"] / 2}
+    predictor = Predictor(classifier_onnx, classifier_labels(thresholds=thresholds))
+    assert [p["label"] for p in predictor.predict(image, None, 5)] == ["green", "red"]
+    # A caller's threshold replaces every class's.
+    assert [p["label"] for p in predictor.predict(image, 0.0, 5)] == ["blue", "green", "red"]
+    # Trained before assumed thresholds: the task's default, which for a classifier ranks every class.
+    assert len(Predictor(classifier_onnx, classifier_labels()).predict(image, None, 5)) == 3
+
+
+def test_detector_boxes_are_cut_by_their_own_class_threshold(detector_onnx):
+    image = Image.new("RGB", (128, 64), (255, 255, 255))
+    everything = Predictor(detector_onnx, detector_labels()).predict(image, 0.0, 20)
+    assert sorted(p["label"] for p in everything) == ["circle", "circle", "square", "square"]
+    # square's cutoff between its two boxes' scores (0.7 and 0.6); circle's between its 0.9 and 0.3.
+    predictor = Predictor(detector_onnx, detector_labels(thresholds={"circle": 0.2, "square": 0.65}))
+    kept = predictor.predict(image, None, 20)
+    assert [(p["label"], p["score"]) for p in kept] == [("circle", pytest.approx(0.9, abs=1e-6)),
+                                                       ("square", pytest.approx(0.7, abs=1e-6)),
+                                                       ("circle", pytest.approx(0.3, abs=1e-6))]
+    # Without thresholds in labels.json, the detector default of 0.5 drops only the 0.3.
+    assert len(Predictor(detector_onnx, detector_labels()).predict(image, None, 20)) == 3
+
+
+@pytest.mark.parametrize("thresholds", [{"blue": 1.5}, {"blue": "high"}, ["blue"]])
+def test_bad_thresholds_in_labels_fail_loudly(classifier_onnx, thresholds):
+    with pytest.raises(ModelArtifactError, match="threshold"):
+        Predictor(classifier_onnx, classifier_labels(thresholds=thresholds))

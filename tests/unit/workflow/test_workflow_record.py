@@ -47,11 +47,14 @@ def test_a_multilabel_per_class_breakdown_stays_in_metrics_json_not_in_the_versi
     # 10,000 classes of per-class numbers would pass DynamoDB's 400 KB item limit.
     per_class = {f"class-{i}": {"average_precision": 0.5, "precision": None, "recall": 1.0, "f1": None,
                                 "support": 3} for i in range(10_000)}
+    thresholds = {name: 0.4 for name in per_class}
+    matrix = [[0] * 10_000 for _ in range(3)]  # a classifier's confusion matrix grows as the square of them
     train(workflow_env, 1, 0.75, primary="mean_average_precision",
-          metrics_extra={"task": "multilabel", "f1_micro": 0.5, "threshold": 0.5, "per_class": per_class})
+          metrics_extra={"task": "multilabel", "f1_micro": 0.5, "threshold": 0.5, "per_class": per_class,
+                         "assumed_thresholds": thresholds, "confusion_matrix": {"matrix": matrix}})
     version = model_registry.get_version(workflow_env.model_id, 1)
     assert version["status"] == "ready" and version["promoted"] is True
-    assert "per_class" not in version["metrics"]
+    assert not {"per_class", "assumed_thresholds", "confusion_matrix"} & set(version["metrics"])
     assert version["metrics"]["mean_average_precision"] == 0.75 and version["metrics"]["f1_micro"] == 0.5
     stored = workflow_env.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{workflow_env.model_id}/v1/metrics.json")
     assert len(json.loads(stored["Body"].read())["per_class"]) == 10_000
