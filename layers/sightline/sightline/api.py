@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_registry, retraining, templates, training_spec, version_lifecycle, workflow
+from sightline import artifacts
 from sightline.contract import TASKS, ModelStatus, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
@@ -299,6 +300,12 @@ def get_version(model_id: str, version: str) -> dict:
     if answer["status"] == VersionStatus.TRAINING:
         answer["progress"] = workflow.training_progress(model_id, number)
     return answer
+
+
+@route("GET", "/v1/models/<model_id>/versions/<version>/artifacts")
+def get_version_artifacts(model_id: str, version: str) -> dict:
+    """The version's files (model.onnx, labels.json, metrics.json, card.json, ...) with presigned download links."""
+    return artifacts.version_artifacts(model_id, _version_number(version))
 
 
 @route("POST", "/v1/models/<model_id>/versions/<version>/cancel")
