@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 from collections import Counter
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -17,7 +18,8 @@ from sightline_training.manifest import TRAIN, VALIDATION, Manifest
 
 CARD_FORMAT = "sightline.card/v1"
 # The packages whose versions decide what the model computes and how it was measured.
-PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "pillow", "pycocotools", "scikit-learn")
+PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "pillow", "pycocotools", "scikit-learn",
+            "matplotlib")
 
 
 def class_counts(manifest: Manifest) -> list[dict[str, Any]]:
@@ -62,7 +64,7 @@ def software() -> dict[str, str]:
 
 def card_document(*, manifest: Manifest, manifest_uri: str, snapshot: str | None, template_id: str,
                   params: dict[str, Any], labels: dict[str, Any], metrics: dict[str, Any],
-                  device: torch.device) -> dict[str, Any]:
+                  device: torch.device, plots: Sequence[str] = ()) -> dict[str, Any]:
     """card.json from what the job knows at the end: manifest, labels.json and metrics.json."""
     history = metrics.get("history") or []
     headline = {name: metrics[name] for name in (metrics.get("primary_metric"),) if name in metrics}
@@ -89,6 +91,7 @@ def card_document(*, manifest: Manifest, manifest_uri: str, snapshot: str | None
         "training": {"epochs": metrics.get("epochs"), "best_epoch": metrics.get("best_epoch"),
                      "stopped_early": metrics.get("stopped_early"), "recipe": metrics.get("recipe"),
                      "seconds": round(sum(float(entry.get("seconds", 0.0)) for entry in history), 3)},
+        "plots": list(plots),
         "hardware": hardware(device),
         "software": software(),
     }

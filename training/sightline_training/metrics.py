@@ -32,6 +32,20 @@ MULTILABEL_THRESHOLD = 0.5
 # COCOeval's summary, by index into ``stats`` (bbox, 100 detections unless said).
 _COCO_STATS = {"map_50_95": 0, "map_50": 1, "map_75": 2, "map_small": 3, "map_medium": 4, "map_large": 5,
                "ar_1": 6, "ar_10": 7, "ar_100": 8}
+# Points kept of each class's precision-recall curve (for plots.py; never in metrics.json).
+CURVE_POINTS = 101
+
+
+def pr_curve(scores: Sequence[float], truth: Sequence[bool]) -> dict[str, list[float]] | None:
+    """scikit-learn's precision-recall curve of one class, at most ``CURVE_POINTS`` points; None without a positive."""
+    truth = np.asarray(truth, dtype=bool).reshape(-1)
+    if not truth.any():
+        return None
+    precision, recall, _ = sk.precision_recall_curve(truth, np.asarray(scores, dtype=np.float64).reshape(-1))
+    keep = np.unique(np.linspace(0, len(precision) - 1, min(len(precision), CURVE_POINTS)).round().astype(int))
+    return {"recall": recall[keep].tolist(), "precision": precision[keep].tolist()}
+
+
 # Headline detection numbers, kept per epoch; the by-size ones are undefined (-1) without boxes of that size.
 DETECTION_SCALARS = ("map_50_95", "map_50", "map_75", "ar_100")
 
@@ -124,8 +138,9 @@ def classification_metrics(probabilities: np.ndarray, expected: Sequence[int], n
             "assumed_threshold": assumed_threshold(probabilities[:, c], truth),
         })
     matrix = sk.confusion_matrix(expected, predicted, labels=outputs)
+    curves = [pr_curve(probabilities[:, c], expected == c) for c in classes]
     return {"accuracy": float(sk.accuracy_score(expected, predicted)), **averages,
-            DETAILS: {"per_class": per_class, "confusion_matrix": matrix.tolist()}}
+            DETAILS: {"per_class": per_class, "confusion_matrix": matrix.tolist(), "curves": curves}}
 
 
 def multilabel_metrics(scores: np.ndarray, truth: np.ndarray,
@@ -165,7 +180,8 @@ def multilabel_metrics(scores: np.ndarray, truth: np.ndarray,
         "mean_average_precision": float(np.mean([e["average_precision"] for e in measured])) if measured else 0.0,
         "f1_micro": f1_micro,
         "f1_macro": float(np.mean([e["f1"] or 0.0 for e in measured])) if measured else 0.0,
-        DETAILS: {"per_class": per_class},
+        DETAILS: {"per_class": per_class,
+                  "curves": [pr_curve(scores[:, c], truth[:, c]) for c in range(scores.shape[1])]},
     }
 
 
@@ -231,7 +247,15 @@ def detection_metrics(ground_truth: Sequence[ImageBoxes], predictions: Sequence[
     by_size = {size: {"map_50_95": _defined(stats[f"map_{size}"]),
                       "ar_100": _defined(float(evaluation.stats[{"small": 9, "medium": 10, "large": 11}[size]]))}
                for size in ("small", "medium", "large")}
-    result[DETAILS] = {"by_size": by_size, "per_class": _per_class_detection(evaluation, num_classes)}
+    # COCOeval's own curve per class at IoU 0.5 (all areas, 100 detections): precision at 101 recall points.
+    recall_points = [float(r) for r in evaluation.params.recThrs]
+    curves = []
+    for k in range(num_classes):
+        precision = evaluation.eval["precision"][0, :, k, 0, -1]
+        curves.append({"recall": recall_points, "precision": np.maximum(precision, 0.0).tolist()}
+                      if (precision > -1).any() else None)
+    result[DETAILS] = {"by_size": by_size, "per_class": _per_class_detection(evaluation, num_classes),
+                       "curves": curves}
     return result
 
 

@@ -213,10 +213,11 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         metrics = {**metrics_document(plan, history, device, check, per_class, best), "weights": starting_weights}
         (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        plots = render_plots(plan, output_dir, metrics, per_class, labels, paths)
         manifest_document = json.loads(storage.read_bytes(config.manifest_uri))
         model_card = card_document(manifest=plan.manifest, manifest_uri=config.manifest_uri,
                                    snapshot=snapshot_id(manifest_document), template_id=template.id,
-                                   params=params, labels=labels, metrics=metrics, device=device)
+                                   params=params, labels=labels, metrics=metrics, device=device, plots=plots)
         (output_dir / CARD_FILE).write_text(json.dumps(model_card, indent=2))
         publish(output_dir, config.output_uri)
         log.info("published to %s: %s %.4f", config.output_uri, metrics["primary_metric"],
@@ -284,8 +285,58 @@ def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch
 
 
 def publish(output_dir: Path, output_uri: str) -> None:
-    for name, content_type in ARTIFACT_TYPES.items():
+    files = {name: content_type for name, content_type in ARTIFACT_TYPES.items() if name != METRICS_FILE}
+    files.update({path.name: "image/png" for path in sorted(output_dir.glob("*.png"))})  # plots.py's
+    for name, content_type in {**files, METRICS_FILE: ARTIFACT_TYPES[METRICS_FILE]}.items():
         storage.upload_file(output_dir / name, storage.join(output_uri, name), content_type)
+
+
+def render_plots(plan: JobPlan, output_dir: Path, metrics: dict[str, Any],
+                 per_class: dict[str, Any] | list[dict[str, Any]] | None, labels: dict[str, Any],
+                 paths: dict[str, Path]) -> list[str]:
+    """plots.py's PNGs in ``output_dir``: their names. A plot that fails is logged and left out: pictures are
+    worth less than the model they describe."""
+    from sightline.inference import Predictor
+
+    from sightline_training import plots
+
+    classes = list(plan.manifest.classes)
+    details = _details(per_class)
+    written: list[str] = []
+
+    def attempt(name: str, render) -> None:
+        try:
+            if render(output_dir / name) is not None:
+                written.append(name)
+        except Exception:  # noqa: BLE001 - see above
+            log.warning("plot %s failed", name, exc_info=True)
+
+    if details.get("curves"):
+        attempt(plots.PR_CURVES, lambda path: plots.pr_curves(details["curves"], classes, path))
+    if "confusion_matrix" in metrics:
+        attempt(plots.CONFUSION_MATRIX, lambda path: plots.confusion_matrix(
+            metrics["confusion_matrix"]["matrix"], metrics["confusion_matrix"]["labels"], path))
+    attempt(plots.TRAINING_CURVES, lambda path: plots.training_curves(metrics["history"], metrics["primary_metric"],
+                                                                      path))
+
+    def sheet(path: Path) -> Path | None:
+        predictor = Predictor(output_dir / MODEL_FILE, labels)
+        samples = []
+        for item in plan.validation_items[:plots.SHEET_IMAGES]:
+            image = data.load_rgb(paths[item.id])
+            if plan.template.task == DETECTION:
+                truth = [{"label": classes[box.label_id - 1],
+                          "box": {"x_min": box.x_min, "y_min": box.y_min, "x_max": box.x_max, "y_max": box.y_max}}
+                         for box in item.boxes]
+            elif plan.template.task == MULTILABEL:
+                truth = [classes[index] for index in item.class_indices]
+            else:
+                truth = [classes[item.class_index]] if item.class_index is not None else []
+            samples.append({"image": image, "truth": truth, "predicted": predictor.predict(image, None, 10)})
+        return plots.validation_sheet(samples, path, boxes=plan.template.task == DETECTION)
+
+    attempt(plots.VALIDATION_SHEET, sheet)
+    return written
 
 
 def build_datasets(plan: JobPlan, paths: dict[str, Path], image_size: int, augmented: bool = True):

@@ -44,8 +44,9 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     assert run(manifest, tmp_path, "mobilenet_v3_small", CLASSIFIER_PARAMS) == 0
 
     out = tmp_path / "job" / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "labels.json", "metrics.json", "model.onnx",
-                                                     "progress.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "confusion_matrix.png", "labels.json",
+                                                     "metrics.json", "model.onnx", "pr_curves.png", "progress.json",
+                                                     "training_curves.png", "validation_samples.png"]
     progress = json.loads((out / "progress.json").read_text())
     assert (progress["format"], progress["epoch"], progress["epochs"], progress["eta_seconds"]) == (
         "sightline.progress/v1", 1, 1, 0.0)
@@ -95,6 +96,10 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     assert card["primary_metric"] == {"name": "accuracy", "accuracy": metrics["accuracy"]}
     assert card["onnx_check"] == metrics["onnx_check"] and card["training"]["epochs"] == 1
     assert card["training"]["seconds"] > 0 and card["hardware"]["device"] == "cpu"
+    assert sorted(card["plots"]) == ["confusion_matrix.png", "pr_curves.png", "training_curves.png",
+                                     "validation_samples.png"]
+    with Image.open(out / "validation_samples.png") as sheet:  # 4 validation images: one row of 4
+        assert sheet.size == (1280, 340)
     assert {"python", "torch", "onnxruntime", "scikit-learn"} <= set(card["software"])
 
     # The published graph is the checkpointed model, fed as labels.json says, batch of one.
@@ -130,6 +135,9 @@ def test_detector_trains_exports_and_matches_onnx(local_manifest, tmp_path):
                             "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
     assert list(metrics["per_class"]) == ["circle", "square"]
     assert set(metrics["by_size"]) == {"small", "medium", "large"}
+    # No confusion matrix for a detector; its sheet draws boxes on the 4 validation images.
+    assert {"pr_curves.png", "training_curves.png", "validation_samples.png"} <= {p.name for p in out.iterdir()}
+    assert not (out / "confusion_matrix.png").exists()
     assert all(isinstance(value, (int, float)) for value in metrics["history"][-1].values())
     # Shapes of a quarter to half the image: SSDlite's own smallest anchor (0.2 of the side) already fits them.
     assert metrics["recipe"]["box_sides"]["boxes"] == 9 and metrics["recipe"]["box_sides"]["p05"] > 0.2

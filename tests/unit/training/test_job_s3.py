@@ -46,7 +46,9 @@ def test_job_reads_and_writes_s3_through_the_environment(aws_resources, make_dat
     s3, bucket = aws_resources.s3, aws_resources.artifact_bucket
     listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/")["Contents"]}
     assert listed == {MODEL_PREFIX + name for name in ("model.onnx", "labels.json", "card.json", "metrics.json",
-                                                               "progress.json")}
+                                                               "progress.json", "pr_curves.png",
+                                                               "confusion_matrix.png", "training_curves.png",
+                                                               "validation_samples.png")}
     assert s3.head_object(Bucket=bucket, Key="checkpoints/m-1/v000001/checkpoint.pt")["ContentLength"] > 0
     labels_object = s3.get_object(Bucket=bucket, Key=MODEL_PREFIX + "labels.json")
     assert labels_object["ContentType"] == "application/json"
