@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # before pyplot: a training container has no display
 
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 PR_CURVES = "pr_curves.png"
@@ -31,7 +32,8 @@ SHEET_IMAGES = 12
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    figure.tight_layout()
+    if not figure.get_constrained_layout():
+        figure.tight_layout()
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
@@ -79,6 +81,7 @@ def training_curves(history: Sequence[dict[str, Any]], metric: str, path: Path) 
     figure, loss_axes = plt.subplots(figsize=(7, 4.5))
     loss_axes.plot(epochs, [entry["train_loss"] for entry in history], "o-", color="tab:red", label="train loss")
     loss_axes.set(xlabel="epoch", ylabel="train loss")
+    loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     metric_axes = loss_axes.twinx()
     metric_axes.plot(epochs, [entry.get(metric, math.nan) for entry in history], "s-", color="tab:blue",
                      label=f"validation {metric}")
@@ -97,7 +100,9 @@ def validation_sheet(samples: Sequence[dict[str, Any]], path: Path, boxes: bool)
         return None
     columns = min(4, len(samples))
     rows = math.ceil(len(samples) / columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows), squeeze=False)
+    # Constrained layout keeps the two-line titles inside the figure, which tight_layout crops here.
+    figure, grid = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows), squeeze=False,
+                                layout="constrained")
     for axes in grid.flat:
         axes.axis("off")
     for axes, sample in zip(grid.flat, samples):
