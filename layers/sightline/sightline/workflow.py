@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sightline import aws, events, model_registry
 from sightline.config import get_settings
 from sightline.contract import (
+    CARD_FILE,
     CHECKPOINT_FILE,
     LABELS_FILE,
     METRICS_FILE,
@@ -215,6 +216,8 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         "manifest": s3_uri(manifest_key(model_id, version_number)),
         "checkpoint": s3_uri(checkpoint_prefix(model_id, version_number) + CHECKPOINT_FILE),
     }
+    if _exists(prefix + CARD_FILE):  # containers before the model card wrote none
+        artifacts["card"] = s3_uri(prefix + CARD_FILE)
     # Only the call that moves the version out of training announces it: a repeated call stays quiet.
     became_ready = _finish_version(
         model_id,

@@ -60,6 +60,14 @@ def test_a_multilabel_per_class_breakdown_stays_in_metrics_json_not_in_the_versi
     assert len(json.loads(stored["Body"].read())["per_class"]) == 10_000
 
 
+def test_the_model_card_is_among_the_artifacts_when_the_job_wrote_one(workflow_env):
+    model_id = workflow_env.model_id
+    workflow_env.s3.put_object(Bucket=ARTIFACTS, Key=f"models/{model_id}/v1/card.json", Body=b"{}")
+    train(workflow_env, 1, 0.5)
+    artifacts = model_registry.get_version(model_id, 1)["artifacts"]
+    assert artifacts["card"] == f"s3://{ARTIFACTS}/models/{model_id}/v1/card.json"
+
+
 def test_the_starting_weights_are_on_the_version(workflow_env):
     # The training job says where its starting weights came from; a version trained from scratch says why.
     scratch = {"source": "none", "name": "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
