@@ -204,7 +204,8 @@ def test_classifier_trains_and_predicts(api, datasets):
     assert version["metrics"]["onnx_check"]["passed"] is True
 
     image, _ = synthetic.shapes_image(random.Random(11), 80, 60, labels=("square",))
-    raw = api.post(f"/v1/models/{model_id}/predict", synthetic.encode(image, "JPEG"), content_type="image/jpeg")
+    # threshold 0 ranks every class (without one, each class is cut at its assumed threshold: below).
+    raw = api.post(f"/v1/models/{model_id}/predict?threshold=0", synthetic.encode(image, "JPEG"), content_type="image/jpeg")
     assert raw.status == 200, raw.body
     answer = raw.json()
     assert answer["model_id"] == model_id and answer["version"] == 1 and answer["task"] == "classification"
@@ -214,7 +215,17 @@ def test_classifier_trains_and_predicts(api, datasets):
     scores = [p["score"] for p in answer["predictions"]]
     assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1.0) < 1e-3
 
-    as_json = api.post(f"/v1/models/{model_id}/predict", {"image": base64.b64encode(synthetic.encode(image)).decode(), "max_results": 1})
+    # The version's labels.json has each class's assumed threshold; predict's default answers only those over it.
+    artifacts = api.get(f"/v1/models/{model_id}/versions/1/artifacts").json()["artifacts"]
+    assert {"model.onnx", "labels.json", "metrics.json", "card.json"} <= {entry["name"] for entry in artifacts}
+    thresholds = next(json.loads(urllib.request.urlopen(entry["url"], timeout=10).read())
+                      for entry in artifacts if entry["name"] == "labels.json").get("thresholds", {})
+    default = api.post(f"/v1/models/{model_id}/predict", synthetic.encode(image, "JPEG"), content_type="image/jpeg")
+    assert default.status == 200, default.body
+    for prediction in default.json()["predictions"]:
+        assert prediction["score"] >= thresholds.get(prediction["label"], 0.0) - 1e-6
+
+    as_json = api.post(f"/v1/models/{model_id}/predict", {"image": base64.b64encode(synthetic.encode(image)).decode(), "max_results": 1, "threshold": 0})
     assert as_json.status == 200 and len(as_json.json()["predictions"]) == 1
 
     not_an_image = api.post(f"/v1/models/{model_id}/predict", b"this is not an image", content_type="image/png")
