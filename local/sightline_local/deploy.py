@@ -59,7 +59,8 @@ LOCAL_MAX_BATCHES = 1
 
 
 class IntrinsicResolver:
-    def __init__(self, stack: str, region: str, parameters: dict[str, Any], resources: dict[str, Physical]) -> None:
+    def __init__(self, stack: str, region: str, parameters: dict[str, Any], resources: dict[str, Physical],
+                 conditions: dict[str, Any] | None = None) -> None:
         self.pseudo = {
             "AWS::StackName": stack,
             "AWS::Region": region,
@@ -71,6 +72,26 @@ class IntrinsicResolver:
         }
         self.parameters = parameters
         self.resources = resources
+        self.conditions = conditions or {}
+
+    def condition(self, name: str) -> bool:
+        """The template's condition ``name``, evaluated as CloudFormation does (Fn::Equals, Not, And, Or)."""
+        return self._truth(self.conditions[name])
+
+    def _truth(self, value: Any) -> bool:
+        (key, arg), = value.items()
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            left, right = (self.resolve(item) for item in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not self._truth(arg[0])
+        if key == "Fn::And":
+            return all(self._truth(item) for item in arg)
+        if key == "Fn::Or":
+            return any(self._truth(item) for item in arg)
+        raise NotImplementedError(f"condition function {key} in the local deployment")
 
     def ref(self, name: str) -> Any:
         if name in self.pseudo:
@@ -109,7 +130,8 @@ class IntrinsicResolver:
                 separator, text = arg
                 return self.resolve(text).split(separator)
             if key == "Fn::If":
-                raise NotImplementedError("conditions are not used by the Sightline template")
+                name, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(name) else when_false)
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not None}
 
     def _sub(self, arg: Any) -> str:
@@ -217,7 +239,7 @@ class Deployer:
             if spec.get("Type", "").startswith(("List<", "CommaDelimitedList")) and isinstance(params.get(name), str):
                 params[name] = params[name].split(",")
         resources: dict[str, Physical] = {}
-        self.resolver = IntrinsicResolver(self.stack, self.region, params, resources)
+        self.resolver = IntrinsicResolver(self.stack, self.region, params, resources, template.conditions)
         graph = {
             logical_id: (dependencies(resource.get("Properties", {})) | set(_as_list(resource.get("DependsOn"))))
             & set(template.resources)
@@ -225,13 +247,16 @@ class Deployer:
         }
         for logical_id in TopologicalSorter(graph).static_order():
             resource = template.resources[logical_id]
+            if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
+                continue  # CloudFormation creates a resource only when its condition holds
             creator = self.creators.get(resource["Type"])
             if creator is None:
                 raise NotImplementedError(f"the local stack cannot create {resource['Type']} ({logical_id})")
             properties = self.resolver.resolve(resource.get("Properties", {}))
             resources[logical_id] = creator(logical_id, properties)
             log.debug("created %s %s -> %s", resource["Type"], logical_id, resources[logical_id].ref)
-        outputs = {name: str(self.resolver.resolve(o["Value"])) for name, o in template.outputs.items()}
+        outputs = {name: str(self.resolver.resolve(o["Value"])) for name, o in template.outputs.items()
+                   if "Condition" not in o or self.resolver.condition(o["Condition"])}
         return DeployedStack(
             self.stack, self.region, resources, outputs, self.functions, template, self.rest_apis, self.api_key_value,
             self.sqs_event_sources,

@@ -22,6 +22,7 @@ class PackagedTemplate:
     resources: dict[str, dict]
     outputs: dict[str, dict]
     parameters: dict[str, dict]
+    conditions: dict[str, Any] = field(default_factory=dict)  # name -> its (unresolved) condition function
     code_dirs: dict[str, Path] = field(default_factory=dict)  # S3 key of the package -> folder
     archives: dict[str, bytes] = field(default_factory=dict)  # S3 key of the package -> zip
 
@@ -67,6 +68,7 @@ def load_template(path: Path, parameters: dict[str, str], deployment_bucket: str
     expanded = transform(copy.deepcopy(template), parameters, _NoManagedPolicies())
     packaged.resources = expanded["Resources"]
     packaged.outputs = expanded.get("Outputs", {})
+    packaged.conditions = expanded.get("Conditions", {})
     return packaged
 
 

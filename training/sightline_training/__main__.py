@@ -17,10 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sightline.contract import JobEnvironment
+from sightline_training import distributed
 from sightline_training.config import JobConfig
 from sightline_training.errors import InvalidInput, JobFailed, one_line
 
 log = logging.getLogger("sightline_training")
+
+CHANNELS_LAST_ENV = "SIGHTLINE_CHANNELS_LAST"
 
 ENVIRONMENT = {
     "manifest": JobEnvironment.MANIFEST_URI,
@@ -53,6 +56,9 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="data loader worker processes (0: load in the main process)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels-last", choices=("auto", "1", "0"),
+                        help="channels_last memory format: auto (classifiers on a GPU), 1 always, 0 never "
+                             "[SIGHTLINE_CHANNELS_LAST]")
     return parser
 
 
@@ -72,6 +78,9 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             raise InvalidInput(f"{ENVIRONMENT['params']} is not valid JSON: {error}") from None
     if args.workers < 0:
         raise InvalidInput("--workers must be 0 or more")
+    channels_last = args.channels_last or environ.get(CHANNELS_LAST_ENV) or "auto"
+    if channels_last not in ("auto", "1", "0"):
+        raise InvalidInput(f"{CHANNELS_LAST_ENV} must be auto, 1 or 0, got {channels_last!r}")
     return JobConfig(
         manifest_uri=values["manifest"],
         output_uri=values["output"],
@@ -83,7 +92,27 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         device=args.device,
         seed=args.seed,
         weights_uri=values["weights_uri"],
+        channels_last=channels_last,
     )
+
+
+def job_argv(config: JobConfig) -> list[str]:
+    """Flags that give a rank exactly ``config`` (torchrun's ranks are started with them)."""
+    argv = ["--manifest", config.manifest_uri, "--output", config.output_uri,
+            "--params", json.dumps(config.params), "--work-dir", str(config.work_dir),
+            "--workers", str(config.workers), "--device", config.device, "--seed", str(config.seed),
+            "--channels-last", config.channels_last]
+    for flag, value in (("--checkpoint", config.checkpoint_uri), ("--template", config.template_id),
+                        ("--weights-uri", config.weights_uri)):
+        if value:
+            argv += [flag, value]
+    return argv
+
+
+def requested_gpus(params: object) -> int:
+    """``params.gpus`` when it is a whole number above 1, else 1 (the template's validation reports bad ones)."""
+    gpus = params.get("gpus") if isinstance(params, dict) else None
+    return gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and 1 < gpus <= 8 else 1
 
 
 def default_work_dir(output_uri: str) -> Path:
@@ -93,24 +122,36 @@ def default_work_dir(output_uri: str) -> Path:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the job; the exit code, with the one-line reason on stderr when it is not 0."""
+    ctx = distributed.context()
     if not logging.getLogger().handlers:
-        # The log goes to stdout (CloudWatch); stderr carries only the failure reason.
+        # The log goes to stdout (CloudWatch); stderr carries only the failure reason. Ranks say which they are.
+        rank = f"rank {ctx.rank} " if ctx.enabled else ""
         logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                            format=f"%(asctime)s %(levelname)s {rank}%(name)s: %(message)s")
+    code, reason = 0, None
     try:
+        config = parse_config(argv, environ)
+        if not ctx.enabled and requested_gpus(config.params) > 1:
+            # The launcher: one process per GPU through torchrun, each running this entrypoint as a rank.
+            processes = distributed.processes_for(requested_gpus(config.params), config.device)
+            if processes > 1:
+                return distributed.launch(job_argv(config), processes, config.work_dir)
         # Imported here so that --help and bad flags answer without loading torch.
         from sightline_training.train import run_job
 
-        run_job(parse_config(argv, environ))
-        return 0
+        run_job(config)
     except JobFailed as error:
-        log.error("job failed: %s", one_line(error))
-        print(one_line(error), file=sys.stderr, flush=True)
-        return error.exit_code
+        code, reason = error.exit_code, one_line(error)
+        log.error("job failed: %s", reason)
     except Exception as error:
+        code, reason = 1, f"{type(error).__name__}: {one_line(error)}"
         log.exception("job failed")
-        print(f"{type(error).__name__}: {one_line(error)}", file=sys.stderr, flush=True)
-        return 1
+    finally:
+        distributed.stop(ctx)
+    if reason is not None:
+        print(reason, file=sys.stderr, flush=True)
+    distributed.report_result(ctx, code, reason)
+    return code
 
 
 if __name__ == "__main__":

@@ -19,3 +19,4 @@ class JobConfig:
     seed: int = 0
     check_images: int = 4  # validation images the ONNX check runs
     weights_uri: str | None = None  # the deployment's s3:// prefix of published weights (weights.py)
+    channels_last: str = "auto"  # auto (classifiers on CUDA), 1 or 0 (precision.py)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -34,8 +35,14 @@ from sightline_training.models import IMAGENET_MEAN, IMAGENET_STD
 log = logging.getLogger(__name__)
 
 
-def fetch_images(items: Sequence[ManifestItem], cache_dir: Path, threads: int = 16) -> dict[str, Path]:
-    """Local paths of the items' images, downloading each image once (a retried job finds them cached)."""
+FETCH_THREADS = 16  # S3 GETs in flight at once: small objects are latency-bound, so parallel copies add up
+
+
+def fetch_images(items: Sequence[ManifestItem], cache_dir: Path, threads: int = FETCH_THREADS) -> dict[str, Path]:
+    """Local paths of the items' images, copied from S3 to local disk before the first epoch, ``threads`` at a
+    time (a bounded pool: one boto3 client, thread-safe, shares its connection pool), each image once (a
+    retried job, or another rank, finds them cached). Data loader workers then read local files only."""
+    downloaded: list[str] = []
 
     def fetch(item: ManifestItem) -> tuple[str, Path]:
         if not storage.is_s3(item.image_uri):
@@ -48,13 +55,16 @@ def fetch_images(items: Sequence[ManifestItem], cache_dir: Path, threads: int = 
                     storage.download_file(item.image_uri, path)
                 except storage.ObjectNotFound:
                     raise InvalidInput(f"manifest item {item.id}: image not found: {item.image_uri}") from None
+                downloaded.append(item.id)  # list.append is atomic under the GIL
         _check_image(path, item)
         return item.id, path
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         paths = dict(pool.map(fetch, items))
-    log.info("%d images ready in %s", len(paths), cache_dir)
+    log.info("%d images ready in %s: %d copied from S3 in %.1f s, %d at a time", len(paths), cache_dir,
+             len(downloaded), time.monotonic() - started, max(1, threads))
     return paths
 
 
@@ -273,22 +283,31 @@ def collate_detection(batch: list) -> tuple[list[torch.Tensor], list[dict[str, t
 
 
 def train_loader(dataset: Dataset, batch_size: int, workers: int, generator: torch.Generator,
-                 collate_fn: Callable | None = None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=_drop_last(dataset, batch_size),
-                      num_workers=workers, generator=generator, collate_fn=collate_fn,
+                 collate_fn: Callable | None = None, sampler: DistributedSampler | None = None) -> DataLoader:
+    """Shuffled batches; with ``sampler`` (several ranks) this rank's share, the same count on every rank."""
+    size = len(sampler) if sampler is not None else len(dataset)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                      drop_last=_drop_last(size, batch_size), num_workers=workers,
+                      generator=generator if sampler is None else None, collate_fn=collate_fn,
                       pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+
+def distributed_sampler(dataset: Dataset, world_size: int, rank: int, seed: int) -> DistributedSampler:
+    """Each rank's share of a shuffled epoch (``set_epoch`` before each); shares are padded to one size by
+    repeating a few images, so every rank takes the same number of steps."""
+    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
 
 
 def statistics_loader(dataset: Dataset, batch_size: int, workers: int,
                       collate_fn: Callable | None = None) -> DataLoader:
     """Train-mode forward passes in order (``engine.recompute_batch_norm_statistics``)."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=_drop_last(dataset, batch_size),
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=_drop_last(len(dataset), batch_size),
                       num_workers=workers, collate_fn=collate_fn, pin_memory=torch.cuda.is_available())
 
 
-def _drop_last(dataset: Dataset, batch_size: int) -> bool:
+def _drop_last(size: int, batch_size: int) -> bool:
     # BatchNorm cannot train on a batch of one image (1x1 feature maps): drop a last batch of one.
-    return len(dataset) > batch_size and len(dataset) % batch_size == 1
+    return size > batch_size and size % batch_size == 1
 
 
 def eval_loader(dataset: Dataset, batch_size: int, workers: int, collate_fn: Callable | None = None) -> DataLoader:

@@ -14,6 +14,7 @@ from sightline.contract import CLASSIFICATION, DETECTION, MULTILABEL
 
 from sightline_training import metrics
 from sightline_training.errors import JobFailed
+from sightline_training.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +22,18 @@ log = logging.getLogger(__name__)
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: DataLoader,
                     device: torch.device, epoch: int, scaler: torch.amp.GradScaler, task: str,
                     check_stop: Callable[[], None], print_freq: int = 20,
-                    lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+                    lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    precision: Precision | None = None) -> float:
     """Train over ``data_loader`` once; the mean loss per step. ``check_stop`` raises on SIGTERM;
-    ``lr_scheduler`` steps after every optimisation step (warmup and cosine are per step, recipe.py)."""
+    ``lr_scheduler`` steps after every optimisation step (warmup and cosine are per step, recipe.py).
+    ``precision``: autocast dtype and image layout (precision.py); without it, fp16 when ``scaler`` is on."""
     model.train()
-    use_amp = scaler.is_enabled()  # mixed precision on CUDA only; CPU trains in fp32
+    precision = precision or _implied_precision(scaler)
     total, steps = 0.0, 0
     for step, (images, targets) in enumerate(data_loader):
         check_stop()
-        images, targets = _to_device(images, targets, device)
-        with torch.autocast(device_type=device.type, enabled=use_amp):
+        images, targets = _to_device(images, targets, device, precision.memory_format)
+        with precision.autocast_context(device):
             loss = _loss(model, images, targets, task)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
@@ -53,7 +56,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loa
 
 @torch.no_grad()
 def recompute_batch_norm_statistics(model: nn.Module, data_loader: DataLoader, device: torch.device, task: str,
-                                    check_stop: Callable[[], None], max_batches: int = 200) -> None:
+                                    check_stop: Callable[[], None], max_batches: int = 200,
+                                    precision: Precision | None = None) -> None:
     """Replace BatchNorm's running statistics by their plain average over training batches ("precise BN").
 
     The running averages lag the weights they describe: torchvision's momenta (0.01, SSDlite 0.03) are set
@@ -68,14 +72,16 @@ def recompute_batch_norm_statistics(model: nn.Module, data_loader: DataLoader, d
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
+    # The statistics of what training computes: the same autocast dtype and layout.
+    precision = precision or Precision("fp16" if device.type == "cuda" else "fp32")
     model.train()
     try:
         for step, (images, targets) in enumerate(data_loader):
             if step >= max_batches:
                 break
             check_stop()
-            images, targets = _to_device(images, targets, device)
-            with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+            images, targets = _to_device(images, targets, device, precision.memory_format)
+            with precision.autocast_context(device):
                 if task == DETECTION:
                     model(images, targets)  # SSD's train-mode forward needs targets; its losses are unused
                 else:
@@ -146,8 +152,10 @@ def _implied_precision(scaler: torch.amp.GradScaler) -> Precision:
     return Precision("fp16" if scaler.is_enabled() else "fp32")
 
 
-def _to_device(images, targets, device: torch.device):
+def _to_device(images, targets, device: torch.device,
+               memory_format: torch.memory_format = torch.contiguous_format):
     if isinstance(images, torch.Tensor):
-        return images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        return (images.to(device, non_blocking=True, memory_format=memory_format),
+                targets.to(device, non_blocking=True))
     return ([image.to(device, non_blocking=True) for image in images],
             [{key: value.to(device, non_blocking=True) for key, value in target.items()} for target in targets])

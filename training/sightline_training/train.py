@@ -18,9 +18,10 @@ from sightline import imaging
 from sightline.errors import BadRequest
 from sightline.contract import (CARD_FILE, CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE,
                                 MODEL_FILE, MULTILABEL, snapshot_id)
-from sightline.templates import TrainingTemplate, template_for
+from sightline.templates import RUNTIME_PARAMS, TrainingTemplate, template_for
 
-from sightline_training import data, engine, export, metrics as measures, progress, recipe, storage, weights
+from sightline_training import (data, distributed, engine, export, metrics as measures, precision as precisions,
+                                progress, recipe, storage, weights)
 from sightline_training.card import card_document
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
 from sightline_training.config import JobConfig
@@ -104,8 +105,10 @@ def plan_job(config: JobConfig) -> JobPlan:
         raise InvalidInput("the validation items have no boxes, so mAP cannot be measured")
     if manifest.task == MULTILABEL and not any(item.class_indices for item in validation_items):
         raise InvalidInput("the validation items have no labels, so average precision cannot be measured")
+    # Params of how it runs (gpus, precision) are left out: a checkpoint resumes on another number of GPUs.
     args = {"template": template.id, "task": manifest.task, "classes": list(manifest.classes),
-            "params": dict(params), "seed": config.seed}
+            "params": {name: value for name, value in params.items() if name not in RUNTIME_PARAMS},
+            "seed": config.seed}
     if manifest.has_negatives:
         args["background"] = True  # only then: checkpoints written before negatives existed still resume
     return JobPlan(manifest, template, params, train_items, validation_items, args)
@@ -116,10 +119,16 @@ def run_job(config: JobConfig) -> dict[str, Any]:
     with StopRequest() as stop:
         plan = plan_job(config)
         template, classes = plan.template, plan.manifest.classes
-        device = pick_device(config.device)
+        # One process per GPU under torchrun (distributed.py); a single process otherwise (rank 0 of 1).
+        ctx = distributed.context()
+        device = pick_device(config.device, ctx.local_rank if ctx.enabled else None)
+        distributed.start(ctx, device.type)
+        # Every rank stops at the same step after SIGTERM reaches any of them.
+        check_stop = distributed.collective_stop_check(lambda: stop.requested, stop.check, ctx)
 
-        paths = data.fetch_images(plan.train_items + plan.validation_items, config.work_dir / "images")
-        stop.check()
+        with ctx.main_first():  # rank 0 copies the images; the others find them on the shared local disk
+            paths = data.fetch_images(plan.train_items + plan.validation_items, config.work_dir / "images")
+        check_stop()
         # Params left null (epochs, batch_size, a detector's image_size) are chosen from the data (recipe.py).
         sizes = data.image_sizes(plan.train_items, paths)
         completed, choices = recipe.complete_params(template, plan.params, plan.train_items, sizes)
@@ -129,27 +138,38 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         log.info("training %s (%s, %d classes) for up to %d epochs at %d pixels on %s: %d train, %d validation "
                  "images; chosen from the data: %s", template.id, template.task, len(classes), epochs, image_size,
                  device, len(plan.train_items), len(plan.validation_items), json.dumps(choices.to_dict()))
+        precision = precisions.choose(str(params.get("precision", "auto")), device, template.task,
+                                      config.channels_last)
+        compute = {**precision.to_dict(), "gpus": ctx.world_size, "device": device.type}
+        log.info("computing with %s", json.dumps(compute))
         train_set, validation_set, collate_fn = build_datasets(plan, paths, image_size)
         generator = torch.Generator()
-        train_batches = data.train_loader(train_set, int(params["batch_size"]), config.workers, generator, collate_fn)
+        sampler = (data.distributed_sampler(train_set, ctx.world_size, ctx.rank, plan.seed) if ctx.enabled
+                   else None)
+        train_batches = data.train_loader(train_set, int(params["batch_size"]), config.workers, generator, collate_fn,
+                                          sampler)
         validation_batches = data.eval_loader(validation_set, int(params["batch_size"]), config.workers, collate_fn)
         # BatchNorm's statistics are recomputed on the training images as serving will see them: unaugmented.
         statistics_batches = data.statistics_loader(build_datasets(plan, paths, image_size, augmented=False)[0],
                                                     int(params["batch_size"]), config.workers, collate_fn)
 
         checkpoint_path = config.work_dir / CHECKPOINT_FILE
-        checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path)
+        checkpoint = fetch_checkpoint(config.checkpoint_uri, checkpoint_path) if ctx.is_main else None
+        if ctx.broadcast(checkpoint is not None) and not ctx.is_main:  # rank 0 has just downloaded it
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         seed_everything(plan.seed)
         # Pretrained weights unless params say otherwise (weights.py); resuming, the checkpoint's replace them.
-        model, starting_weights = weights.starting_model(template, plan.outputs, image_size, params,
-                                                         config.weights_uri, checkpoint)
+        with ctx.main_first():
+            model, starting_weights = weights.starting_model(template, plan.outputs, image_size, params,
+                                                             config.weights_uri, checkpoint)
         if template.task == DETECTION:  # anchors for the boxes' sizes; not in the state dict, so laid out each run
             recipe.fit_anchors(model, params, plan.train_items, sizes, image_size, plan.choices)
-        model = model.to(device)
+        model = model.to(device, memory_format=precision.memory_format)
         optimizer = recipe.optimizer(model, params)
         lr_scheduler = recipe.lr_scheduler(optimizer, params, epochs, len(train_batches))
         best = recipe.BestEpoch(int(params["early_stopping_patience"]))
-        scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+        scaler = precision.grad_scaler(device)  # fp16 only
+        train_model, wrapped_frozen = model, None  # the DistributedDataParallel wrapper when distributed
 
         start_epoch, history, per_class = 0, [], None
         if checkpoint is not None:
@@ -166,14 +186,32 @@ def run_job(config: JobConfig) -> dict[str, Any]:
 
         for epoch in range(start_epoch, start_epoch if best.stopped else epochs):
             # Seeded per epoch, so a resumed job draws the same batches and augmentations as an unbroken one.
-            seed_everything(plan.seed + epoch)
+            # Ranks draw different augmentations (the sampler gives them different images already).
+            seed_everything(plan.seed + epoch + 1_000_003 * ctx.rank)
             generator.manual_seed(plan.seed + epoch)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             started = time.monotonic()
-            freeze_backbone(model, template, frozen=epoch < int(params["freeze_backbone_epochs"]))
+            frozen = epoch < int(params["freeze_backbone_epochs"])
+            freeze_backbone(model, template, frozen=frozen)
+            if ctx.enabled and frozen != wrapped_frozen:
+                # DDP all-reduces the gradients of the parameters that train when it is built: rebuilt on a change.
+                train_model, wrapped_frozen = distributed.wrap(model, device), frozen
             learning_rate = optimizer.param_groups[0]["lr"]
-            train_loss = engine.train_one_epoch(model, optimizer, train_batches, device, epoch, scaler,
-                                                template.task, stop.check, lr_scheduler=lr_scheduler)
-            engine.recompute_batch_norm_statistics(model, statistics_batches, device, template.task, stop.check)
+            train_loss = engine.train_one_epoch(train_model, optimizer, train_batches, device, epoch, scaler,
+                                                template.task, check_stop, lr_scheduler=lr_scheduler,
+                                                precision=precision)
+            train_loss = ctx.mean(train_loss)  # over every rank's batches
+            if not ctx.is_main:
+                # Rank 0 alone measures, keeps the best epoch and checkpoints; the others wait for its verdict.
+                stopping = ctx.broadcast(None)
+                check_stop()
+                if stopping:
+                    break
+                continue
+            # On the model itself, not DDP's wrapper: rank 0 alone; DDP hands its buffers to the others.
+            engine.recompute_batch_norm_statistics(model, statistics_batches, device, template.task, stop.check,
+                                                   precision=precision)
             scores = engine.evaluate(model, validation_batches, device, template.task, len(classes))
             per_class = scores.pop("per_class", None)  # the best epoch's goes to metrics.json, not to history
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "learning_rate": learning_rate, **scores,
@@ -187,11 +225,20 @@ def run_job(config: JobConfig) -> dict[str, Any]:
                              "epoch": epoch, "history": history, "weights": starting_weights,
                              "best": best.state_dict()},
                             checkpoint_path, config.checkpoint_uri)
-            stop.check()
+            ctx.broadcast(stopping)  # the other ranks wait here for this epoch's checkpoint
+            check_stop()
             if stopping:
                 log.info("early stop after epoch %d: no better %s than epoch %d's %.4f for %d epochs", epoch + 1,
                          PRIMARY_METRIC[template.task], best.epoch, best.metric, best.patience)
                 break
+
+        if ctx.enabled:
+            # Every rank applied the same all-reduced gradients: their weights must be equal, bit for bit.
+            compute["replicas_agree"] = distributed.replicas_agree(model, ctx)
+            if not compute["replicas_agree"]:
+                raise JobFailed("the DistributedDataParallel replicas' weights differ after training")
+            if not ctx.is_main:
+                return {}  # rank 0 exports and publishes
 
         if best.weights is not None:  # absent only in a checkpoint written before the recipe kept the best
             model.load_state_dict(best.weights)
@@ -210,7 +257,8 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         if not check.passed:
             raise JobFailed(f"ONNX check failed on {check.images} images: {check.reason}")
 
-        metrics = {**metrics_document(plan, history, device, check, per_class, best), "weights": starting_weights}
+        metrics = {**metrics_document(plan, history, device, check, per_class, best), "weights": starting_weights,
+                   "compute": compute}
         (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         plots = render_plots(plan, output_dir, metrics, per_class, labels, paths)
@@ -392,14 +440,15 @@ def check_resumable(checkpoint: dict[str, Any], args: dict[str, Any], uri: str |
         raise InvalidInput(f"checkpoint at {uri} belongs to a different job ({', '.join(different)} differ)")
 
 
-def pick_device(requested: str) -> torch.device:
+def pick_device(requested: str, index: int | None = None) -> torch.device:
+    """The device to train on; ``index``: this rank's GPU (its local rank) when distributed."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise InvalidInput("device cuda was requested but CUDA is not available")
     if requested not in ("cpu", "cuda"):
         raise InvalidInput(f"device must be auto, cpu or cuda, got {requested!r}")
-    return torch.device(requested)
+    return torch.device("cuda", index) if requested == "cuda" and index is not None else torch.device(requested)
 
 
 def seed_everything(seed: int) -> None:

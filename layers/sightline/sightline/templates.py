@@ -22,8 +22,8 @@ _TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string"}
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One hyperparameter: a number within ``minimum``..``maximum``, a boolean, or (``str``) the URI of an S3
-    object, ``None`` allowed when that is its default."""
+    """One hyperparameter: a number within ``minimum``..``maximum``, a boolean, or (``str``) one of ``choices``
+    or else the URI of an S3 object, ``None`` allowed when that is its default."""
 
     name: str
     type: type
@@ -32,6 +32,7 @@ class ParamSpec:
     maximum: int | float | None = None
     description: str = ""
     base: int | float | None = None  # with a null default: what the training job's recipe starts from
+    choices: tuple[str, ...] = ()  # a string param that names one of these (rather than an S3 URI)
 
     def coerce(self, value: Any) -> int | float | bool | str | None:
         if value is None and self.default is None:
@@ -60,7 +61,12 @@ class ParamSpec:
         return value
 
     def _coerce_string(self, value: Any) -> str | None:
-        # The catalogue's only string parameter is an S3 object's URI.
+        if self.choices:
+            if not isinstance(value, str) or value not in self.choices:
+                raise BadRequest(f"params.{self.name} must be one of {', '.join(self.choices)}, got {_quoted(value)}",
+                                 code="invalid_params")
+            return value
+        # Otherwise a string parameter is an S3 object's URI.
         if value is None and self.default is None:
             return None
         if not isinstance(value, str) or len(value) > MAX_URI_LENGTH or not S3_OBJECT_URI.fullmatch(value):
@@ -73,7 +79,9 @@ class ParamSpec:
         document: dict[str, Any] = {"type": _TYPE_NAMES[self.type], "default": self.default}
         if self.minimum is not None:
             document.update(minimum=self.minimum, maximum=self.maximum)
-        if self.type is str:
+        if self.choices:
+            document["enum"] = list(self.choices)
+        elif self.type is str:
             document["pattern"] = f"^{S3_OBJECT_URI.pattern}$"
         document["description"] = self.description
         return document
@@ -160,6 +168,18 @@ _RECIPE = (
               "data and params train the same model on the same machine"),
 )
 
+# How the job runs rather than what it learns (sightline_training.precision and .distributed): a checkpoint
+# resumes under other values of these.
+RUNTIME_PARAMS = ("gpus", "precision")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_RUNTIME = (
+    ParamSpec("gpus", int, 1, 1, 8, "GPUs of one instance to train on, one DistributedDataParallel process each "
+              "(torchrun); batch_size is per GPU. Above 1 the job runs on a multi-GPU instance type"),
+    ParamSpec("precision", str, "auto", description="arithmetic of training on a GPU: auto is bf16 mixed precision "
+              "where the GPU supports it, fp16 (with loss scaling) elsewhere; fp32 turns mixed precision off. A CPU "
+              "trains in fp32 unless bf16 is asked for", choices=PRECISIONS),
+)
+
 
 def _common(epochs: int, batch_size: int, learning_rate: float, image_size: int) -> tuple[ParamSpec, ...]:
     return (
@@ -178,7 +198,7 @@ def _common(epochs: int, batch_size: int, learning_rate: float, image_size: int)
                   "of this template's architecture to start from instead of the published weights"),
         ParamSpec("freeze_backbone_epochs", int, 0, 0, 500, "first epochs in which the backbone stays as loaded "
                   "and only the rest (the new head, a detector's neck and heads) trains"),
-    ) + _RECIPE
+    ) + _RECIPE + _RUNTIME
 
 
 def _detection(params: tuple[ParamSpec, ...], image_size: int) -> tuple[ParamSpec, ...]:

@@ -171,7 +171,22 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
             {"Name": JobEnvironment.TEMPLATE, "Value": template},
             {"Name": JobEnvironment.PARAMS, "Value": json.dumps(params, sort_keys=True)},
         ],
+        "resources": batch_resources(params),
     }
+
+
+# One GPU's share of an instance, as the job definition asks for one (template.yaml: 4 vCPUs, 15,000 MiB, which
+# a g6.xlarge holds). A job on N GPUs asks for N shares: only a multi-GPU instance type can place it.
+VCPUS_PER_GPU = 4
+MEMORY_MIB_PER_GPU = 15_000
+
+
+def batch_resources(params: dict[str, Any]) -> list[dict[str, str]]:
+    """The Batch job's ``ContainerOverrides.ResourceRequirements`` for ``params.gpus`` (1 when absent: versions
+    made before the param existed). Batch wants each value as a string."""
+    gpus = int(params.get("gpus") or 1)
+    return [{"Type": "GPU", "Value": str(gpus)}, {"Type": "VCPU", "Value": str(VCPUS_PER_GPU * gpus)},
+            {"Type": "MEMORY", "Value": str(MEMORY_MIB_PER_GPU * gpus)}]
 
 
 # ---------------------------------------------------------------- RecordModelVersion

@@ -59,6 +59,27 @@ def test_intrinsics_resolve_like_cloudformation():
     assert dependencies({"A": {"Fn::Sub": "${Fn.Arn}/${Table}"}, "B": [{"Ref": "Other"}]}) == {"Fn", "Table", "Other"}
 
 
+def test_conditions_resolve_like_cloudformation():
+    conditions = {"HasDigest": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Digest"}, ""]}]},
+                  "Both": {"Fn::And": [{"Condition": "HasDigest"}, {"Fn::Equals": ["a", "a"]}]}}
+    choice = {"Fn::If": ["Both", {"Fn::Sub": "repo@${Digest}"}, "repo:latest"]}
+    assert IntrinsicResolver("s", "us-east-1", {"Digest": "sha256:ab"}, {}, conditions).resolve(choice) == "repo@sha256:ab"
+    assert IntrinsicResolver("s", "us-east-1", {"Digest": ""}, {}, conditions).resolve(choice) == "repo:latest"
+
+
+def test_the_training_image_is_the_recorded_digest_when_there_is_one(expanded):
+    image = expanded.resources["TrainingJobDefinition"]["Properties"]["ContainerProperties"]["Image"]
+    resources = {"TrainingRepository": Physical("repo", {"RepositoryUri": "1.dkr.ecr/s-training"})}
+    digest = "sha256:" + "0" * 64
+
+    def resolved(value: str) -> str:
+        parameters = {"TrainingImageTag": "latest", "TrainingImageDigest": value}
+        return IntrinsicResolver("s", "us-east-1", parameters, resources, expanded.conditions).resolve(image)
+
+    assert resolved(digest) == f"1.dkr.ecr/s-training@{digest}"
+    assert resolved("") == "1.dkr.ecr/s-training:latest"
+
+
 def test_the_data_buckets_cors_rules_are_applied_to_moto(expanded):
     from moto import mock_aws
 

@@ -67,7 +67,8 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     assert set(metrics) == {"task", "primary_metric", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                             "precision_weighted", "recall_weighted", "f1_weighted", "per_class",
                             "assumed_thresholds", "confusion_matrix", "validation_images", "epochs", "device",
-                            "history", "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+                            "history", "onnx_check", "weights", "best_epoch", "stopped_early", "recipe",
+                            "compute"}
     assert list(metrics["per_class"]) == ["circle", "square"]
     assert sum(entry["support"] for entry in metrics["per_class"].values()) == 4
     assert {name: t for name, t in metrics["assumed_thresholds"].items() if t is not None} == thresholds
@@ -132,7 +133,7 @@ def test_detector_trains_exports_and_matches_onnx(local_manifest, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"task", "primary_metric", "map_50", "map_50_95", "map_75", "ar_100", "per_class",
                             "assumed_thresholds", "by_size", "validation_images", "epochs", "device", "history",
-                            "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+                            "onnx_check", "weights", "best_epoch", "stopped_early", "recipe", "compute"}
     assert list(metrics["per_class"]) == ["circle", "square"]
     assert set(metrics["by_size"]) == {"small", "medium", "large"}
     # No confusion matrix for a detector; its sheet draws boxes on the 4 validation images.

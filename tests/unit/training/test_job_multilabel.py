@@ -43,7 +43,7 @@ def test_a_multilabel_model_answers_every_class_present_and_none_for_a_negative(
     }
     assert set(metrics) == {"task", "primary_metric", "mean_average_precision", "f1_micro", "f1_macro", "threshold",
                             "per_class", "assumed_thresholds", "validation_images", "epochs", "device", "history",
-                            "onnx_check", "weights", "best_epoch", "stopped_early", "recipe"}
+                            "onnx_check", "weights", "best_epoch", "stopped_early", "recipe", "compute"}
     assert metrics["primary_metric"] == "mean_average_precision" and metrics["threshold"] == 0.5
     assert metrics["validation_images"] == 8  # every combination once, the empty one included
     assert list(metrics["per_class"]) == CLASSES

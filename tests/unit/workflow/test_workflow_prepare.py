@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
-from sightline import model_registry, workflow
+from sightline import model_registry, templates, workflow
 from sightline.datasets.manifest import build_manifest
 from sightline.errors import BadRequest, Conflict
 from support import LambdaContext, intercept_aws, load_event, load_function
 from workflow_helpers import ARTIFACTS
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def manifest_key(model_id: str, version: int = 1) -> str:
@@ -53,17 +56,44 @@ def test_prepare_snapshots_the_manifest_and_describes_the_job(workflow_env, pets
             {"Name": "SIGHTLINE_TEMPLATE", "Value": "mobilenet_v3_small"},
             {"Name": "SIGHTLINE_PARAMS", "Value": prepared["environment"][4]["Value"]},
         ],
+        # One GPU's share of an instance, as the job definition asks for one.
+        "resources": [{"Type": "GPU", "Value": "1"}, {"Type": "VCPU", "Value": "4"},
+                      {"Type": "MEMORY", "Value": "15000"}],
     }
     assert json.loads(prepared["environment"][4]["Value"]) == {
         "batch_size": None, "epochs": 3, "image_size": 224, "learning_rate": 0.001,
         "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0, "augment": 0.5,
         "any_orientation": False, "warmup_epochs": 1.0, "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
-        "early_stopping_patience": 10, "seed": 0,
+        "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto",
     }
     version = model_registry.get_version(model_id, 1)
     assert version["classes"] == ["cat", "dog"]
     assert version["artifacts"] == {"manifest": manifest_uri}
     assert version["status"] == "training"
+
+
+def test_gpus_2_asks_batch_for_2_gpus_and_their_share_of_the_instance(workflow_env, pets):
+    model_id = workflow_env.model_id
+    params = templates.TEMPLATES["mobilenet_v3_small"].resolve_params({"epochs": 3, "gpus": 2})
+    model_registry.update_version(model_id, 1, params=params)
+
+    prepared = workflow.prepare_training({"model_id": model_id, "version": 1})
+
+    assert prepared["resources"] == [{"Type": "GPU", "Value": "2"}, {"Type": "VCPU", "Value": "8"},
+                                     {"Type": "MEMORY", "Value": "30000"}]
+    assert json.loads(prepared["environment"][4]["Value"])["gpus"] == 2  # the container starts 2 ranks
+
+
+def test_a_version_from_before_the_gpus_param_asks_for_one_gpu():
+    assert workflow.batch_resources({"epochs": 3})[0] == {"Type": "GPU", "Value": "1"}
+
+
+def test_the_state_machine_passes_the_resources_to_batch():
+    definition = json.loads((ROOT / "statemachines" / "train.asl.json").read_text())
+    prepare, train = definition["States"]["PrepareTrainingData"], definition["States"]["TrainModel"]
+    assert prepare["ResultSelector"]["resources.$"] == "$.Payload.resources"
+    assert train["Parameters"]["ContainerOverrides"] == {"Environment.$": "$.prepared.environment",
+                                                         "ResourceRequirements.$": "$.prepared.resources"}
 
 
 def test_a_retry_reuses_the_first_snapshot(workflow_env, pets):
