@@ -9,12 +9,24 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sightline import idempotency
 from sightline.api import app
+from sightline.observability import count, metrics, tracer
 
 logger = Logger()
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+# The correlation id is API Gateway's request id: every log line of the request carries it.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if idempotency.applies(event):  # a POST with an Idempotency-Key: answered once per key
-        return idempotency.resolve(event, context, app.resolve)
-    return app.resolve(event, context)
+        response = idempotency.resolve(event, context, app.resolve)
+    else:
+        response = app.resolve(event, context)
+    status = int(response.get("statusCode") or 0)
+    count("ApiRequests")
+    if status >= 500:
+        count("ApiServerErrors")
+    elif status >= 400:
+        count("ApiClientErrors")
+    return response

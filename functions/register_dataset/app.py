@@ -16,12 +16,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sightline.datasets.delivery import RegistrationBatch
+from sightline.observability import count, metrics, tracer
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     batch = RegistrationBatch()
     # Registered all at once first (the work is waiting on S3 and DynamoDB); then the processor asks per message.
@@ -33,6 +36,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                         context=context)
     summaries = batch.recompute()
+    count("DatasetObjectsReceived", len(event.get("Records") or []))
+    count("DatasetObjectsRetried", len(response.get("batchItemFailures", [])))
+    count("DatasetsRecomputed", len(summaries))
     logger.info("batch registered", extra={"messages": len(event.get("Records") or []),
                                            "failures": len(response.get("batchItemFailures", [])),
                                            "datasets": {name: s["status"] for name, s in summaries.items()}})

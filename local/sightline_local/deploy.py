@@ -211,6 +211,8 @@ class Deployer:
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::Lambda::EventSourceMapping": self._event_source_mapping,
             "AWS::SNS::Topic": self._topic,
+            "AWS::SNS::TopicPolicy": self._topic_policy,
+            "AWS::SNS::Subscription": self._subscription,
             "AWS::CloudWatch::Alarm": self._alarm,
         }
         self.sqs_event_sources: list[SqsEventSource] = []
@@ -355,6 +357,17 @@ class Deployer:
         name = p.get("TopicName") or self._name(logical_id)
         arn = self.client("sns").create_topic(Name=name)["TopicArn"]
         return Physical(arn, {"TopicName": name, "TopicArn": arn})
+
+    def _topic_policy(self, logical_id: str, p: dict) -> Physical:
+        for arn in p["Topics"]:
+            self.client("sns").set_topic_attributes(TopicArn=arn, AttributeName="Policy",
+                                                    AttributeValue=json.dumps(p["PolicyDocument"]))
+        return Physical(logical_id)
+
+    def _subscription(self, logical_id: str, p: dict) -> Physical:
+        arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"],
+                                           Endpoint=p["Endpoint"])["SubscriptionArn"]
+        return Physical(arn)
 
     def _alarm(self, logical_id: str, p: dict) -> Physical:
         name = p.get("AlarmName") or self._name(logical_id)

@@ -63,6 +63,8 @@ class _Worker:
             # The function sees its code and its layers, as in Lambda (/var/task, /opt/python).
             PYTHONPATH=os.pathsep.join([str(spec.code_dir), *map(str, spec.layer_dirs)]),
             PYTHONUNBUFFERED="1",
+            # No X-Ray daemon locally (as under sam local): Powertools' Tracer stays off.
+            POWERTOOLS_TRACE_DISABLED="true",
         )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sightline_local.lambda_worker", str(spec.code_dir), spec.handler],

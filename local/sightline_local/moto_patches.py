@@ -7,7 +7,9 @@
   mapped through botocore's service model here, as AWS does.
 - S3 notifications: moto swallows Lambda errors and runs the function inline in the PUT; here the event goes to
   the function asynchronously (with Lambda's two retries) and failures are logged.
-- EventBridge: moto does not invoke Lambda or Step Functions targets; here matching rules deliver to them.
+- EventBridge: moto does not invoke Lambda, Step Functions or SNS targets; here matching rules deliver to them.
+- Step Functions execution status changes: moto sends no "Step Functions Execution Status Change" events; here
+  every execution that starts or ends puts one on the default bus, with the detail AWS sends.
 - S3 delete markers: moto sends no notification when a delete in a versioned bucket creates a delete marker;
   S3 sends ``s3:ObjectRemoved:DeleteMarkerCreated``, and so does this.
 - Costs: some moto calls cost time that grows with the table or the queue, or far more than AWS's (transactions,
@@ -45,6 +47,7 @@ def install(runtime: LambdaRuntime, job_runner: LocalJobRunner, start_execution:
     _patch_stepfunctions_batch()
     _patch_s3_notifications(runtime)
     _patch_eventbridge_targets(runtime, start_execution)
+    _patch_stepfunctions_status_events()
     _patch_sqs_event_sources()
     _patch_s3_delete_markers()
     moto_costs.install()
@@ -159,7 +162,7 @@ def _patch_eventbridge_targets(runtime: LambdaRuntime, start_execution: Callable
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
         if not self.event_pattern.matches_event(original_event):
             return
-        ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]
+        ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states", "sns")]
         if len(ours) < len(self.targets):
             # moto raises NotImplementedError on Lambda and Step Functions targets: give it only the rest.
             rest = copy.copy(self)
@@ -169,6 +172,9 @@ def _patch_eventbridge_targets(runtime: LambdaRuntime, start_execution: Callable
             payload = json.loads(target["Input"]) if target.get("Input") else original_event
             if parse_arn(target["Arn"]).service == "lambda":
                 runtime.invoke_async(target["Arn"], payload)
+                continue
+            if parse_arn(target["Arn"]).service == "sns":
+                _publish_to_topic(target["Arn"], payload)
                 continue
             try:
                 start_execution(target["Arn"], json.dumps(payload, default=str))
@@ -223,3 +229,69 @@ def _patch_s3_delete_markers() -> None:
         return marker
 
     s3_models.S3Backend._set_delete_marker = set_delete_marker
+
+
+def _publish_to_topic(topic_arn: str, payload: Any) -> None:
+    """An EventBridge SNS target: the event, as JSON, is the message (as EventBridge sends it)."""
+    from moto.sns.models import sns_backends
+    from moto.utilities.arns import parse_arn
+
+    arn = parse_arn(topic_arn)
+    try:
+        sns_backends[arn.account][arn.region].publish(message=json.dumps(payload, default=str), arn=topic_arn)
+    except Exception:  # noqa: BLE001 - EventBridge retries; locally we log
+        log.exception("could not publish to %s for an EventBridge rule", topic_arn)
+
+
+# ---------------------------------------------------------------- Step Functions status change events
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def status_change_event(execution: Any) -> dict[str, Any]:
+    """The PutEvents entry AWS sends for an execution's status (detail as documented for EventBridge)."""
+    def millis(stamp: Any) -> int | None:
+        return int(stamp.timestamp() * 1000) if stamp is not None else None
+
+    status = str(getattr(execution.exec_status, "value", execution.exec_status))
+    output = getattr(execution, "output", None)
+    detail = {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine.arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": millis(execution.start_date),
+        "stopDate": millis(execution.stop_date),
+        "input": json.dumps(execution.input_data),
+        "output": json.dumps(output) if output is not None and status == "SUCCEEDED" else None,
+        "error": execution.error,
+        "cause": execution.cause,
+    }
+    return {"Source": "aws.states", "DetailType": STATUS_CHANGE, "Detail": json.dumps(detail, default=str),
+            "Resources": [execution.exec_arn]}
+
+
+def _emit_status_change(execution: Any) -> None:
+    from moto.events.models import events_backends
+
+    try:
+        events_backends[execution.account_id][execution.region_name].put_events([status_change_event(execution)])
+    except Exception:  # noqa: BLE001 - a notification; the execution's own state is what counts
+        log.exception("could not send the status change of %s", execution.exec_arn)
+
+
+def _patch_stepfunctions_status_events() -> None:
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    original_start = Execution.start
+    original_terminated = BaseExecutionWorkerCommunication.terminated
+
+    def start(self: Any) -> None:
+        original_start(self)
+        _emit_status_change(self)
+
+    def terminated(self: Any) -> None:
+        original_terminated(self)
+        _emit_status_change(self.execution)
+
+    Execution.start = start
+    BaseExecutionWorkerCommunication.terminated = terminated

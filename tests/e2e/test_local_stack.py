@@ -364,3 +364,56 @@ def test_new_data_retrains_a_model_that_asks_for_it(stack, api):
     # Let it finish: the local stack runs one training job at a time and stops with the module.
     assert _wait_version_done(api, model_id, 2)["status"] == "ready"
     assert api.get(f"/v1/models/{model_id}").json()["latest_version"] == 2
+
+
+def _running_trainers(stack) -> list:
+    with stack._job_runner._lock:
+        return list(stack._job_runner._running)
+
+
+def test_a_trainer_killed_mid_run_fails_its_version_and_the_serving_version_keeps_serving(stack, api, datasets):
+    """The trainer process dies (SIGKILL, as an out-of-memory kill would) half way through its epochs: the version
+    ends failed with a reason, never stuck training, and predictions keep coming from the serving version. Then an
+    execution stopped behind the API's back (ABORTED) is settled by the reconciler from Step Functions' own status
+    change event: its version becomes cancelled."""
+    import os
+    import signal
+
+    model_id = _ready_model_named(api, "shapes classifier") or _train(api, {
+        "name": "shapes classifier", "task": "classification", "datasets": ["shapes"],
+        "params": {"epochs": 1, "image_size": 64, "batch_size": 8},
+    })
+    model = _wait_ready(api, model_id)
+    serving = model["serving_version"]
+    image = synthetic.encode(synthetic.shapes_image(random.Random(4), 64, 64, labels=("square",))[0])
+
+    started = api.post(f"/v1/models/{model_id}/versions", {"params": {"epochs": 50}})
+    assert started.status == 202, started.body
+    killed = started.json()["version"]
+    api.wait_for(f"/v1/models/{model_id}/versions/{killed}", lambda v: v.get("progress"), timeout=TRAINING_TIMEOUT)
+    [trainer] = _running_trainers(stack)
+    os.killpg(trainer.pid, signal.SIGKILL)
+
+    version = api.wait_for(f"/v1/models/{model_id}/versions/{killed}", lambda v: v["status"] != "training",
+                           timeout=120, interval=1)
+    assert version["status"] == "failed" and version["failure_reason"], version
+    model = api.get(f"/v1/models/{model_id}").json()
+    assert (model["status"], model["serving_version"]) == ("ready", serving)
+    predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png")
+    assert predicted.status == 200 and predicted.json()["version"] == serving
+
+    # An execution stopped in Step Functions itself: only its status change event can settle the version.
+    started = api.post(f"/v1/models/{model_id}/versions", {"params": {"epochs": 50}})
+    assert started.status == 202, started.body
+    stopped = started.json()["version"]
+    version = api.wait_for(f"/v1/models/{model_id}/versions/{stopped}", lambda v: v.get("progress"),
+                           timeout=TRAINING_TIMEOUT)
+    stack.client("stepfunctions").stop_execution(executionArn=version["execution_arn"], cause="stopped by hand")
+    version = api.wait_for(f"/v1/models/{model_id}/versions/{stopped}", lambda v: v["status"] != "training",
+                           timeout=120, interval=1)
+    assert version["status"] == "cancelled" and "stopped" in version["failure_reason"], version
+    deadline = time.monotonic() + 60
+    while _running_trainers(stack):  # the reconciler terminates the job the stopped execution left running
+        assert time.monotonic() < deadline, "the stopped execution's training job still runs after 60 s"
+        time.sleep(1)
+    assert api.get(f"/v1/models/{model_id}").json()["serving_version"] == serving

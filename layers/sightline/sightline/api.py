@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from sightline import model_registry, retraining, templates, training_spec, version_lifecycle, workflow
+from sightline import model_policy, model_registry, retraining, templates, training_spec, version_lifecycle, workflow
 from sightline import artifacts
 from sightline.contract import TASKS, ModelStatus, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
@@ -29,7 +29,9 @@ app = APIGatewayRestResolver()
 MAX_MODEL_NAME_CHARS = 128
 # What GET /v1/models/{id} shows for a ready model while a newer version trains (never stored).
 RETRAINING = "retraining"
-CREATE_MODEL_FIELDS = ("name", "task", "datasets", "template", "params", "retrain_on_new_data")
+CREATE_MODEL_FIELDS = ("name", "task", "datasets", "template", "params", "retrain_on_new_data", "retraining",
+                       "promotion")
+UPDATE_MODEL_FIELDS = ("retraining", "promotion")
 CREATE_VERSION_FIELDS = ("datasets", "template", "params")
 
 # (method, path) of every route served here, in the resolver's syntax: the 405 answer and the spec test use it.
@@ -213,6 +215,12 @@ def create_model() -> Response:
         raise BadRequest(
             f"retrain_on_new_data must be true or false, got {retrain_on_new_data!r}", code="invalid_retrain_on_new_data"
         )
+    policy = model_policy.parse_retraining(
+        request.get("retraining", {}), {**model_policy.RETRAINING_DEFAULTS, "on_new_data": retrain_on_new_data})
+    if "retraining" in request and "retrain_on_new_data" in request and policy["on_new_data"] != retrain_on_new_data:
+        raise BadRequest("retrain_on_new_data and retraining.on_new_data disagree; give one of them",
+                         code="invalid_retraining")
+    gate = model_policy.parse_promotion(request.get("promotion", {}))
     spec = training_spec.resolve(
         task,
         datasets=request.get("datasets"),
@@ -223,7 +231,8 @@ def create_model() -> Response:
 
     model, version = model_registry.create_model(
         name=name, task=task, datasets=spec.datasets, template=spec.template, params=spec.params,
-        retrain_on_new_data=retrain_on_new_data, dataset_digests=spec.dataset_digests,
+        retrain_on_new_data=policy["on_new_data"], dataset_digests=spec.dataset_digests,
+        retraining=policy, promotion=gate, dataset_images=spec.dataset_images,
     )
     logger.info("model created", extra={"model_id": model["model_id"], "template": spec.template})
     workflow.start_training(model["model_id"], version["version"])
@@ -249,7 +258,26 @@ def get_model(model_id: str) -> dict:
             and model_registry.latest_version_status(model_id) == VersionStatus.TRAINING):
         model["status"] = RETRAINING
     model["queued_version"] = model_registry.pending_version(model_id)
+    debounce = model_registry.retraining_state(model_id).get("retrain_debounce")
+    # New data waiting out the retraining policy's debounce or cooldown: when a version will start from it.
+    model["retraining_scheduled"] = {"dataset": debounce["dataset"], "due_at": debounce["due_at"]} if debounce else None
     return model
+
+
+@route("PATCH", "/v1/models/<model_id>")
+def update_model(model_id: str) -> dict:
+    """Change the retraining policy and/or the promotion gate; fields left out keep their value."""
+    request = _json_body()
+    _refuse_unknown_fields(request, UPDATE_MODEL_FIELDS)
+    if not request:
+        raise BadRequest(f"nothing to change: give {' and/or '.join(UPDATE_MODEL_FIELDS)}", code="invalid_json")
+    model = model_registry.get_model(model_id)
+    policy = model_policy.parse_retraining(request["retraining"], model["retraining"]) \
+        if "retraining" in request else None
+    gate = model_policy.parse_promotion(request["promotion"], model["promotion"]) if "promotion" in request else None
+    model_registry.set_policies(model_id, retraining=policy, promotion=gate)
+    logger.info("model policies changed", extra={"model_id": model_id, "fields": sorted(request)})
+    return get_model(model_id)
 
 
 @route("POST", "/v1/models/<model_id>/versions")

@@ -26,6 +26,10 @@ class Settings:
     archive_chunk_bytes: int = 1024 * 1024 * 1024
     max_chunked_archive_bytes: int = 64 * 1024 * 1024 * 1024
     archive_chunk_queue_url: str = ""  # the queue of archive chunks (one per invocation); "" = dataset_queue_url
+    # Delayed messages that bring debounced retraining back (retraining.py); "" = new data never waits.
+    retrain_debounce_queue_url: str = ""
+    # Powertools Metrics' namespace of the functions' EMF metrics (the template's POWERTOOLS_METRICS_NAMESPACE).
+    metrics_namespace: str = "Sightline"
 
 
 def _int(name: str, default: int) -> int:
@@ -60,4 +64,6 @@ def get_settings() -> Settings:
         archive_chunk_bytes=max(1, _int("ARCHIVE_CHUNK_BYTES", 1024 * 1024 * 1024)),
         max_chunked_archive_bytes=_int("MAX_CHUNKED_ARCHIVE_BYTES", 64 * 1024 * 1024 * 1024),
         archive_chunk_queue_url=os.environ.get("ARCHIVE_CHUNK_QUEUE_URL", ""),
+        retrain_debounce_queue_url=os.environ.get("RETRAIN_DEBOUNCE_QUEUE_URL", ""),
+        metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Sightline",
     )

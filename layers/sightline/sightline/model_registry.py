@@ -9,7 +9,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from sightline import aws, keys
+from sightline import aws, keys, model_policy
 from sightline.aws import from_dynamo, to_dynamo, utc_now
 from sightline.config import get_settings
 from sightline.contract import ModelStatus, VersionStatus
@@ -47,11 +47,12 @@ def _table() -> Any:
 _MODEL_FIELDS = (
     "model_id", "name", "task", "datasets", "template", "params", "status", "classes",
     "serving_version", "latest_version", "retrain_on_new_data", "failure_reason", "created_at", "updated_at",
+    "retraining", "promotion",
 )
 _VERSION_FIELDS = (
     "model_id", "version", "status", "template", "params", "datasets", "trigger", "metrics", "artifacts",
     "promoted", "failure_reason", "execution_arn", "job_id", "classes", "snapshot", "created_at", "finished_at",
-    "weights",
+    "weights", "promotion",
 )
 
 
@@ -62,14 +63,19 @@ def _public(item: dict, fields: tuple[str, ...]) -> dict:
 
 def _public_model(item: dict) -> dict:
     model = _public(item, _MODEL_FIELDS)
-    model["retrain_on_new_data"] = bool(model["retrain_on_new_data"])  # absent on models created before it
+    # Both policies read with their defaults (absent on models created before them; see model_policy).
+    model["retraining"] = model_policy.retraining_of(model)
+    model["promotion"] = model_policy.promotion_of(model)
+    model["retrain_on_new_data"] = model["retraining"]["on_new_data"]
     return model
 
 
 def _model_state(item: dict) -> dict:
-    """The public model plus what retraining decides on: each dataset's training-data digest when the newest
-    version was started (``dataset_digests``)."""
-    return {**_public_model(item), "dataset_digests": from_dynamo(item.get("dataset_digests") or {})}
+    """The public model plus what retraining decides on: each dataset's training-data digest and image count
+    when the newest version was started (``dataset_digests``, ``dataset_images``) and the debounce under way."""
+    return {**_public_model(item), "dataset_digests": from_dynamo(item.get("dataset_digests") or {}),
+            "dataset_images": from_dynamo(item.get("dataset_images") or {}),
+            "retrain_debounce": from_dynamo(item.get("retrain_debounce")) if item.get("retrain_debounce") else None}
 
 
 def create_model(
@@ -81,8 +87,12 @@ def create_model(
     params: dict,
     retrain_on_new_data: bool = False,
     dataset_digests: dict[str, str | None] | None = None,
+    retraining: dict | None = None,
+    promotion: dict | None = None,
+    dataset_images: dict[str, int] | None = None,
 ) -> tuple[dict, dict]:
     """A new model in status ``training`` with version 1 in status ``training``, written atomically."""
+    retraining = {**model_policy.RETRAINING_DEFAULTS, "on_new_data": retrain_on_new_data, **(retraining or {})}
     model_id = new_model_id()
     created = utc_now()
     model = {
@@ -101,8 +111,12 @@ def create_model(
         "serving_version": None,
         # The version counter: the newest version's number (see create_version).
         "latest_version": 1,
-        "retrain_on_new_data": retrain_on_new_data,
+        # Kept equal to retraining.on_new_data: the MODELS index filter of models_retraining_on reads it.
+        "retrain_on_new_data": bool(retraining["on_new_data"]),
+        "retraining": retraining,
+        "promotion": {**model_policy.PROMOTION_DEFAULTS, **(promotion or {})},
         "dataset_digests": dataset_digests or {},
+        "dataset_images": dataset_images or {},
         "failure_reason": None,
         "created_at": created,
         "updated_at": created,
@@ -180,6 +194,11 @@ def _model_item(model_id: str) -> dict:
 
 def get_model(model_id: str) -> dict:
     return _public_model(_model_item(model_id))
+
+
+def retraining_state(model_id: str) -> dict:
+    """The model with what retraining decides on (see ``_model_state``), read strongly consistent."""
+    return _model_state(_model_item(model_id))
 
 
 def create_version(
@@ -264,6 +283,7 @@ def _allocate(model_id: str, model: dict, version: dict, spec: TrainingSpec) -> 
         "template": spec.template,
         "params": spec.params,
         "dataset_digests": spec.dataset_digests,
+        "dataset_images": spec.dataset_images,
         "updated_at": version["created_at"],
     }
     condition = "latest_version = :current"
@@ -480,6 +500,43 @@ def fail_model_without_serving_version(model_id: str, reason: str) -> bool:
         status=ModelStatus.FAILED,
         failure_reason=reason,
     )
+
+
+def set_policies(model_id: str, *, retraining: dict | None = None, promotion: dict | None = None) -> dict:
+    """Replace the model's retraining and/or promotion policy (validated by ``model_policy``); the model."""
+    fields: dict[str, Any] = {}
+    if retraining is not None:
+        fields.update(retraining=retraining, retrain_on_new_data=bool(retraining["on_new_data"]))
+    if promotion is not None:
+        fields["promotion"] = promotion
+    if fields:
+        update_model(model_id, **fields)
+    return get_model(model_id)
+
+
+def set_retrain_debounce(model_id: str, debounce: dict | None, *, replacing_token: str | None = None) -> bool:
+    """Write (or, with None, clear) the model's debounce of new data; with ``replacing_token`` only while the
+    stored debounce is that one. False when it was not."""
+    condition, values = (None, None) if replacing_token is None else (
+        "retrain_debounce.#token = :token", {":token": replacing_token})
+    names = {"#token": "token"} if replacing_token is not None else {}
+    key = {"pk": keys.model_pk(model_id), "sk": keys.META}
+    expression = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
+    try:
+        if debounce is None:
+            _table().update_item(Key=key, UpdateExpression="REMOVE retrain_debounce", ConditionExpression=expression,
+                                 **({"ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+                                    if values else {}))
+        else:
+            _table().update_item(Key=key, UpdateExpression="SET retrain_debounce = :debounce",
+                                 ConditionExpression=expression,
+                                 ExpressionAttributeValues={":debounce": to_dynamo(debounce), **(values or {})},
+                                 **({"ExpressionAttributeNames": names} if names else {}))
+        return True
+    except ClientError as error:
+        if aws.is_condition_failed(error):
+            return False
+        raise
 
 
 def raise_latest_version(model_id: str, version: int) -> None:

@@ -1,17 +1,28 @@
 """New versions of existing models: on request (``POST /v1/models/{id}/versions``) and when a dataset a model
-trains on gets new data (a ``DatasetUpdated`` event for a model with ``retrain_on_new_data``).
+trains on gets new data (a ``DatasetUpdated`` event for a model whose retraining policy has ``on_new_data``).
 
 Both go through ``start_version``: allocate the next version (``model_registry.create_version``: one training
 run per model at a time), start the training workflow exactly as model creation does, announce it.
+
+New data follows the model's retraining policy (``sightline.model_policy``): nothing starts before
+``min_new_images`` images arrived since the newest version started; with ``debounce_seconds`` (or within
+``cooldown_seconds`` of the newest version's start) the model records a debounce token and a delayed message on
+the debounce queue comes back for it; every later event replaces the token, so only the last event's message
+starts a version: a burst of uploads starts one.
 """
 from __future__ import annotations
 
+import json
+import secrets
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from sightline import aws, events, model_registry, training_spec, workflow
+from sightline import aws, events, model_policy, model_registry, training_spec, workflow
+from sightline.config import get_settings
 from sightline.contract import DatasetStatus, VersionStatus
 from sightline.datasets import store as dataset_store
 from sightline.errors import SightlineError
@@ -27,6 +38,11 @@ UNCHANGED = "unchanged"  # the model's newest version already started from this 
 QUEUED = "queued"  # a version trains: one more follows it
 NOT_TRAINABLE = "not_trainable"  # a dataset of the model is missing, not ready or has no data for its task
 FAILED = "failed"
+TOO_FEW_NEW_IMAGES = "too_few_new_images"  # fewer than the policy's min_new_images since the newest version
+DEBOUNCED = "debounced"  # waits out the policy's debounce or cooldown; the debounce queue brings it back
+SUPERSEDED = "superseded"  # a debounce message that a later event replaced
+
+SQS_MAX_DELAY_SECONDS = 900
 
 
 class DataAlreadyTrained(SightlineError):
@@ -79,7 +95,8 @@ def request_version(model_id: str, spec: TrainingSpec, *, trigger: dict) -> dict
 def _queue_follow_up(model_id: str, spec: TrainingSpec, trigger: dict) -> None:
     model_registry.update_model(model_id, pending_version={
         "datasets": spec.datasets, "template": spec.template, "params": spec.params,
-        "dataset_digests": spec.dataset_digests, "trigger": trigger, "queued_at": aws.utc_now(),
+        "dataset_digests": spec.dataset_digests, "dataset_images": spec.dataset_images,
+        "trigger": trigger, "queued_at": aws.utc_now(),
     })
     logger.info("version queued behind the one training", extra={"model_id": model_id, "trigger": trigger})
 
@@ -91,7 +108,8 @@ def start_queued_version(model_id: str) -> dict | None:
     if pending is None:
         return None
     spec = TrainingSpec(datasets=list(pending["datasets"]), template=pending["template"],
-                        params=dict(pending["params"] or {}), dataset_digests=dict(pending.get("dataset_digests") or {}))
+                        params=dict(pending["params"] or {}), dataset_digests=dict(pending.get("dataset_digests") or {}),
+                        dataset_images={k: int(v) for k, v in (pending.get("dataset_images") or {}).items()})
     try:
         return start_version(model_id, spec, trigger={**pending["trigger"], "queued": True})
     except model_registry.VersionInProgress:
@@ -137,17 +155,26 @@ def retrain_for_dataset(event: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": name, "models": outcomes}
 
 
-def _retrain(model: dict, name: str, dataset: dict) -> dict[str, Any]:
+def _retrain(model: dict, name: str, dataset: dict, *, debounced: bool = False) -> dict[str, Any]:
     if _already_started_from(model, name, (dataset.get("training_digests") or {}).get(model["task"])):
         return {"outcome": UNCHANGED}  # the common repeat, answered before reading the model's other datasets
+    images: dict[str, int] = {}
     try:
         # Every dataset of the model is checked as at creation; its current template and params carry over.
         digests = training_spec.check_datasets_trainable(
-            list(model["datasets"]), model["task"], lambda each: dataset_store.get_dataset(each, consistent=True)
+            list(model["datasets"]), model["task"],
+            training_spec.counting_images(lambda each: dataset_store.get_dataset(each, consistent=True), images),
         )
     except SightlineError as refusal:
         return {"outcome": NOT_TRAINABLE, "reason": refusal.message}
     digest = digests.get(name)
+    policy = model_policy.retraining_of(model)
+    new_images = _new_images(model, images)
+    if new_images is not None and new_images < policy["min_new_images"]:
+        return {"outcome": TOO_FEW_NEW_IMAGES, "new_images": new_images, "min_new_images": policy["min_new_images"]}
+    wait = max(0 if debounced else policy["debounce_seconds"], _cooldown_left(model, policy["cooldown_seconds"]))
+    if wait > 0 and get_settings().retrain_debounce_queue_url:
+        return _debounce(model["model_id"], name, wait)
 
     def data_is_new(current: dict) -> None:
         # Checked again on the model as read inside the allocation: a concurrent duplicate event loses here.
@@ -156,7 +183,7 @@ def _retrain(model: dict, name: str, dataset: dict) -> dict[str, Any]:
 
     spec = TrainingSpec(
         datasets=list(model["datasets"]), template=model["template"], params=dict(model["params"] or {}),
-        dataset_digests=digests,
+        dataset_digests=digests, dataset_images=images,
     )
     try:
         version = start_version(
@@ -177,3 +204,83 @@ def _retrain(model: dict, name: str, dataset: dict) -> dict[str, Any]:
 def _already_started_from(model: dict, dataset: str, digest: str | None) -> bool:
     recorded = model.get("dataset_digests") or {}
     return dataset in recorded and recorded[dataset] == digest
+
+
+def _new_images(model: dict, images: dict[str, int]) -> int | None:
+    """Images the model's datasets gained since its newest version started (None: no count was recorded then,
+    as for models from before the policy, so any new data counts)."""
+    recorded = model.get("dataset_images") or {}
+    if not recorded:
+        return None
+    return sum(images.values()) - sum(int(recorded.get(name, 0)) for name in images)
+
+
+def _cooldown_left(model: dict, cooldown_seconds: int) -> float:
+    """Seconds until ``cooldown_seconds`` have passed since the newest version started (0: none left)."""
+    if cooldown_seconds <= 0 or not model.get("latest_version"):
+        return 0.0
+    try:
+        started = model_registry.get_version(model["model_id"], int(model["latest_version"]))["created_at"]
+    except SightlineError:
+        return 0.0
+    elapsed = time.time() - _epoch(started)
+    return max(0.0, cooldown_seconds - elapsed)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def _debounce(model_id: str, dataset: str, wait: float) -> dict[str, Any]:
+    """Replace the model's debounce with a new one due in ``wait`` seconds and send its delayed message."""
+    token = secrets.token_hex(8)
+    due = time.time() + wait
+    due_at = datetime.fromtimestamp(due, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    model_registry.set_retrain_debounce(model_id, {"token": token, "dataset": dataset, "due_at": due_at})
+    _send_debounce_message(model_id, dataset, token, wait)
+    logger.info("retraining debounced", extra={"model_id": model_id, "dataset": dataset, "due_at": due_at})
+    return {"outcome": DEBOUNCED, "due_at": due_at}
+
+
+def _send_debounce_message(model_id: str, dataset: str, token: str, wait: float) -> None:
+    aws.client("sqs").send_message(
+        QueueUrl=get_settings().retrain_debounce_queue_url,
+        MessageBody=json.dumps({"model_id": model_id, "dataset": dataset, "token": token}),
+        DelaySeconds=max(0, min(SQS_MAX_DELAY_SECONDS, int(round(wait)))),
+    )
+
+
+def retrain_after_debounce(body: dict[str, Any]) -> dict[str, Any]:
+    """A debounce message came back: retrain the model if its debounce is still this one and is due (a longer
+    wait than SQS delays sends the message again for the rest)."""
+    model_id, dataset_name, token = (str(body.get(field) or "") for field in ("model_id", "dataset", "token"))
+    try:
+        model = model_registry.retraining_state(model_id)
+    except SightlineError:
+        return {"model_id": model_id, "outcome": SUPERSEDED, "reason": "the model no longer exists"}
+    debounce = model.get("retrain_debounce") or {}
+    if debounce.get("token") != token:
+        return {"model_id": model_id, "outcome": SUPERSEDED}
+    left = _epoch(debounce["due_at"]) - time.time()
+    if left > 1:
+        _send_debounce_message(model_id, dataset_name, token, left)
+        return {"model_id": model_id, "outcome": DEBOUNCED, "due_at": debounce["due_at"]}
+    outcome: dict[str, Any]
+    dataset = dataset_store.get_dataset(dataset_name, consistent=True)
+    if not model_policy.retraining_of(model)["on_new_data"]:
+        outcome = {"outcome": SUPERSEDED, "reason": "retraining on new data was turned off"}
+    elif dataset is None or dataset.get("status") != DatasetStatus.READY:
+        outcome = {"outcome": NOT_TRAINABLE, "reason": f"dataset {dataset_name!r} is not ready"}
+    else:
+        outcome = _retrain_guarded(model, dataset_name, dataset)
+    if outcome["outcome"] != DEBOUNCED:  # a cooldown that still runs wrote a debounce of its own
+        model_registry.set_retrain_debounce(model_id, None, replacing_token=token)
+    logger.info("debounced retraining handled", extra={"model_id": model_id, "dataset": dataset_name, **outcome})
+    return {"model_id": model_id, **outcome}
+
+
+def _retrain_guarded(model: dict, name: str, dataset: dict) -> dict[str, Any]:
+    try:
+        return _retrain(model, name, dataset, debounced=True)
+    except SightlineError as refusal:
+        return {"outcome": FAILED, "reason": refusal.message}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sightline import templates
@@ -24,6 +24,8 @@ class TrainingSpec:
     # Each dataset's training-data digest for the model's task when it was checked (None: the dataset predates
     # digests). Stored on the model so event-triggered retraining can tell new data from a repeated event.
     dataset_digests: dict[str, str | None]
+    # Each dataset's image count when it was checked: what retraining's min_new_images counts new images from.
+    dataset_images: dict[str, int] = field(default_factory=dict)
 
 
 def resolve(
@@ -34,8 +36,21 @@ def resolve(
     names = dataset_names(datasets)
     chosen = templates.template_for(task, template_id(template))
     resolved = chosen.resolve_params(params)
-    digests = check_datasets_trainable(names, task, read_dataset)
-    return TrainingSpec(datasets=names, template=chosen.id, params=resolved, dataset_digests=digests)
+    images: dict[str, int] = {}
+    digests = check_datasets_trainable(names, task, counting_images(read_dataset, images))
+    return TrainingSpec(datasets=names, template=chosen.id, params=resolved, dataset_digests=digests,
+                        dataset_images=images)
+
+
+def counting_images(read_dataset: DatasetReader, images: dict[str, int]) -> DatasetReader:
+    """``read_dataset`` that also notes each dataset's image count in ``images``."""
+    def read(name: str) -> dict[str, Any] | None:
+        dataset = read_dataset(name)
+        if dataset is not None:
+            images[name] = int(dataset.get("images") or 0)
+        return dataset
+
+    return read
 
 
 def dataset_names(datasets: Any) -> list[str]:

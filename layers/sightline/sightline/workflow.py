@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sightline import aws, events, model_registry
+from sightline import aws, events, model_registry, promotion
 from sightline.config import get_settings
 from sightline.contract import (
     CARD_FILE,
@@ -252,7 +252,9 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
             {"model_id": model_id, "version": version_number, "primary_metric": primary_metric, "score": score},
         )
 
-    promoted, replaced = _promote_if_not_worse(model_id, version_number, primary_metric, score, classes)
+    promoted, replaced, comparison = _promote_through_gate(model_id, version_number, metrics, classes)
+    if comparison is not None:
+        model_registry.update_version(model_id, version_number, promotion=comparison.as_record())
     if promoted:
         model_registry.update_version(model_id, version_number, promoted=True)
         if replaced != version_number:
@@ -261,6 +263,13 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
                 {"model_id": model_id, "version": version_number, "previous_version": replaced,
                  "primary_metric": primary_metric, "score": score},
             )
+    elif became_ready and comparison is not None:
+        events.publish(MODEL_VERSION_REJECTED, {
+            "model_id": model_id, "version": version_number, "serving_version": comparison.serving_version,
+            "gate": comparison.gate, "metric": comparison.metric, "score": comparison.score,
+            "serving_score": comparison.serving_score, "min_improvement": comparison.min_improvement,
+            "reason": comparison.reason,
+        })
     logger.info(
         "version recorded",
         extra={"model_id": model_id, "version": version_number, primary_metric: score, "promoted": promoted},
@@ -270,6 +279,7 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
 
 
 MODEL_VERSION_FINISHED = "ModelVersionFinished"
+MODEL_VERSION_REJECTED = "ModelVersionRejected"
 
 
 def _start_queued_version(model_id: str) -> None:
@@ -291,38 +301,30 @@ def _start_queued_version(model_id: str) -> None:
         logger.info("queued version started", extra={"model_id": model_id, "version": started["version"]})
 
 
-def _promote_if_not_worse(
-    model_id: str, version_number: int, primary_metric: str, score: float, classes: list[str]
-) -> tuple[bool, int | None]:
-    """(promoted, the serving version it replaced). Each decision is a conditional write on the serving
-    version it was made against; when another recorder got there first, decide again against theirs."""
+def _promote_through_gate(
+    model_id: str, version_number: int, metrics: dict[str, Any], classes: list[str]
+) -> tuple[bool, int | None, promotion.Comparison | None]:
+    """(promoted, the serving version it replaced, the gate's comparison: None when an earlier call of this step
+    already promoted it). The model's promotion policy decides (``sightline.promotion``). Each decision is a
+    conditional write on the serving version it was made against; when another recorder got there first, decide
+    again against theirs."""
     for _ in range(_PROMOTION_ATTEMPTS):
         model = model_registry.get_model(model_id)
         serving = model.get("serving_version")
         if serving == version_number:
-            return True, serving  # an earlier call of this step already promoted it
-        if serving is not None and not _at_least_as_good(model_id, int(serving), primary_metric, score):
+            return True, serving, None
+        serving_metrics = (model_registry.get_version(model_id, int(serving)).get("metrics") or {}) \
+            if serving is not None else None
+        comparison = promotion.compare(model["promotion"], metrics, serving, serving_metrics)
+        if not comparison.passed:
             # The serving model stays; this run still succeeded, so the model is healthy.
+            logger.info("version not promoted", extra={"model_id": model_id, "version": version_number,
+                                                       "reason": comparison.reason})
             model_registry.update_model(model_id, status=ModelStatus.READY, failure_reason=None)
-            return False, serving
+            return False, serving, comparison
         if model_registry.set_serving_version(model_id, version_number, replacing=serving, classes=classes):
-            return True, serving
+            return True, serving, comparison
     raise Conflict(f"could not settle the serving version of model {model_id}: too many concurrent changes")
-
-
-def _at_least_as_good(model_id: str, serving_number: int, primary_metric: str, score: float) -> bool:
-    serving_metrics = model_registry.get_version(model_id, serving_number).get("metrics") or {}
-    if serving_metrics.get("primary_metric") != primary_metric:
-        # Scores of different metrics do not compare; keep what serves now.
-        logger.warning(
-            "primary metrics differ, not promoting",
-            extra={"model_id": model_id, "serving": serving_metrics.get("primary_metric"), "new": primary_metric},
-        )
-        return False
-    serving_score = serving_metrics.get(primary_metric)
-    if not _is_number(serving_score):
-        return True  # the serving version has no comparable score; a measured one is better
-    return score >= float(serving_score)
 
 
 def _primary_score(metrics: dict[str, Any]) -> tuple[str, float]:
@@ -501,3 +503,11 @@ def _exists(key: str) -> bool:
         if aws.is_not_found(error):
             return False
         raise
+
+
+# ---------------------------------------------------------------- for the execution reconciler (sightline.reconciler)
+
+mark_failed = _mark_failed
+finish_version = _finish_version
+training_job_ids = _training_job_ids
+start_queued_version_after = _start_queued_version

@@ -115,7 +115,8 @@ def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, mess
     ("change", "code", "message"),
     [
         ({"epochs": 3}, "unknown_field",
-         "unknown fields: epochs (allowed: name, task, datasets, template, params, retrain_on_new_data)"),
+         "unknown fields: epochs (allowed: name, task, datasets, template, params, retrain_on_new_data, "
+         "retraining, promotion)"),
         ({"retrain_on_new_data": "yes"}, "invalid_retrain_on_new_data",
          "retrain_on_new_data must be true or false, got 'yes'"),
         ({"retrain_on_new_data": 1}, "invalid_retrain_on_new_data",

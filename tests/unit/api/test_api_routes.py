@@ -172,7 +172,7 @@ def test_unknown_route_is_a_json_404():
     ("method", "path", "allowed"),
     [
         ("DELETE", "/v1/models", "GET, POST"),
-        ("PUT", "/v1/models/mdl-0123456789ab", "DELETE, GET"),
+        ("PUT", "/v1/models/mdl-0123456789ab", "DELETE, GET, PATCH"),
         ("POST", "/v1/health", "GET"),
         ("PATCH", "/v1/models/mdl-0123456789ab/versions/1", "DELETE, GET"),
     ],

@@ -23,7 +23,7 @@ def expanded():
 
 def test_every_function_and_layer_is_packaged_from_its_folder(expanded):
     functions = {k: r for k, r in expanded.resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 7
+    assert len(functions) == 8
     for resource in functions.values():
         key = resource["Properties"]["Code"]["S3Key"]
         folder = expanded.code_dirs[key]
@@ -45,7 +45,7 @@ def test_routes_come_from_the_expanded_api(expanded):
     assert table[("GET", "/v1/models/{id}/versions/{version}")] == ("api", True)
     assert table[("POST", "/v1/models/{id}/versions")] == ("api", True)
     assert table[("POST", "/v1/datasets/{name}/uploads/complete")] == ("api", True)
-    assert len(table) == 24
+    assert len(table) == 25
 
 
 def test_intrinsics_resolve_like_cloudformation():

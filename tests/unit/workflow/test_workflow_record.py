@@ -90,7 +90,11 @@ def test_a_worse_version_is_ready_but_the_serving_version_stays(workflow_env):
     version = model_registry.get_version(workflow_env.model_id, 2)
     assert version["status"] == "ready" and version["promoted"] is False
     assert version["classes"] == ["cat", "dog", "fox"]
-    assert event_types(workflow_env)[2:] == [("ModelVersionReady", 2)]
+    assert event_types(workflow_env)[2:] == [("ModelVersionReady", 2), ("ModelVersionRejected", 2)]
+    rejected = workflow_env.published[-1][1]
+    assert (rejected["metric"], rejected["score"], rejected["serving_version"], rejected["serving_score"]) == (
+        "accuracy", 0.8, 1, 0.9)
+    assert version["promotion"]["passed"] is False and "below" in version["promotion"]["reason"]
 
 
 def test_an_equally_good_version_is_promoted(workflow_env):
