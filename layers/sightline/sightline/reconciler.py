@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -26,6 +28,9 @@ logger = Logger(child=True)
 STATUS_CHANGE = "Step Functions Execution Status Change"
 ENDED_BADLY = ("FAILED", "TIMED_OUT", "ABORTED")
 _EXECUTION_NAME = re.compile(r"(?P<model_id>.+)-v(?P<version>[0-9]+)")
+# A training version whose execution does not exist this long after the version was written never started (the
+# API died between the two writes): it is failed when it blocks a new version.
+NEVER_STARTED_AFTER_SECONDS = 300
 
 
 def reconcile_execution(event: dict[str, Any]) -> dict[str, Any]:
@@ -93,3 +98,39 @@ def _cancel(model_id: str, version_number: int, version: dict[str, Any], detail:
     model_registry.fail_model_without_serving_version(model_id, f"version {version_number} was cancelled")
     events.publish("ModelVersionCancelled", {"model_id": model_id, "version": version_number, "reason": reason})
     return "cancelled"
+
+
+def settle_if_over(model_id: str, version_number: int) -> bool:
+    """A training version blocks a new one: check its execution's real state first. Settle the version as
+    ``reconcile_execution`` would when the run is over (ended badly, or never started); True when the version is
+    no longer training. Never starts the queued version (the caller starts what it asked for)."""
+    version = model_registry.get_version(model_id, version_number)
+    if version["status"] != VersionStatus.TRAINING:
+        return True
+    arn = version.get("execution_arn") or workflow.execution_arn_of(model_id, version_number)
+    try:
+        execution = aws.client("stepfunctions").describe_execution(executionArn=arn)
+    except ClientError as error:
+        if aws.error_code(error) != "ExecutionDoesNotExist" or _age_seconds(version) < NEVER_STARTED_AFTER_SECONDS:
+            return False
+        reason = "the training workflow never started (no execution was found)"
+        if workflow.mark_failed(model_id, version_number, reason):
+            events.publish("ModelVersionFailed", {"model_id": model_id, "version": version_number, "reason": reason})
+        logger.warning("version without an execution failed", extra={"model_id": model_id, "version": version_number})
+        return True
+    status = execution.get("status")
+    if status not in ENDED_BADLY:
+        return False
+    detail = {"status": status, "cause": execution.get("cause"), "error": execution.get("error")}
+    if status == "ABORTED":
+        _cancel(model_id, version_number, version, detail)
+    else:
+        _fail(model_id, version_number, detail, status)
+    logger.info("a blocking version's execution had ended", extra={"model_id": model_id, "version": version_number,
+                                                                    "execution_status": status})
+    return True
+
+
+def _age_seconds(version: dict[str, Any]) -> float:
+    created = datetime.strptime(version["created_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return time.time() - created.timestamp()

@@ -21,7 +21,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from sightline import aws, events, model_policy, model_registry, training_spec, workflow
+from sightline import aws, events, model_policy, model_registry, reconciler, training_spec, workflow
 from sightline.config import get_settings
 from sightline.contract import DatasetStatus, VersionStatus
 from sightline.datasets import store as dataset_store
@@ -75,13 +75,18 @@ def start_version(
 # ---------------------------------------------------------------- coalescing
 
 
-def request_version(model_id: str, spec: TrainingSpec, *, trigger: dict) -> dict:
+def request_version(model_id: str, spec: TrainingSpec, *, trigger: dict, settled: bool = False) -> dict:
     """Start a version now, or, while one trains, queue exactly one to follow it (Watson's rule: many retraining
     requests make one retraining). The queued request is the latest one's spec and trigger; the follow-up trains
     on the data as it is when it starts. Returns the new version, or ``{"status": "queued", ...}``."""
     try:
         return start_version(model_id, spec, trigger=trigger)
     except model_registry.VersionInProgress as busy:
+        if not settled and busy.version is not None and reconciler.settle_if_over(model_id, busy.version):
+            # The blocking run was over (its execution ended or never began): this, the latest request, starts
+            # now and supersedes whatever was queued behind the run.
+            model_registry.take_pending_version(model_id)
+            return request_version(model_id, spec, trigger=trigger, settled=True)
         _queue_follow_up(model_id, spec, trigger)
         # The running version may have finished between the refusal and the queueing, missing the request:
         # start it here then (taking the queued request is atomic, so it starts once).

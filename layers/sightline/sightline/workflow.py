@@ -511,3 +511,8 @@ mark_failed = _mark_failed
 finish_version = _finish_version
 training_job_ids = _training_job_ids
 start_queued_version_after = _start_queued_version
+
+
+def execution_arn_of(model_id: str, version: int) -> str:
+    """The ARN the version's execution has (or would have) in the training state machine."""
+    return _execution_arn(get_settings().training_state_machine_arn, execution_name(model_id, version))

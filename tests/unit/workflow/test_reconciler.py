@@ -97,3 +97,54 @@ def test_the_handler(retraining_model):
     answer = handler(status_change(retraining_model.model_id, 2, "TIMED_OUT"), LambdaContext())
     assert answer == {"model_id": retraining_model.model_id, "version": 2, "execution_status": "TIMED_OUT",
                       "outcome": "failed"}
+
+
+# ---------------------------------------------------------------- a blocking version's real state
+
+
+def request(env) -> dict:
+    spec = TrainingSpec(datasets=["pets"], template="mobilenet_v3_small",
+                        params=templates.TEMPLATES["mobilenet_v3_small"].resolve_params({"epochs": 3}),
+                        dataset_digests={})
+    return retraining.request_version(env.model_id, spec, trigger={"type": "api"})
+
+
+def executions_report(monkeypatch, status: str | None) -> None:
+    """describe_execution answers ``status`` (None: the execution does not exist)."""
+    from botocore.exceptions import ClientError
+    from support import intercept_aws
+
+    def describe_execution(real, **kwargs):
+        if status is None:
+            raise ClientError({"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}, "DescribeExecution")
+        return {"executionArn": kwargs["executionArn"], "status": status, "cause": "gone", "error": "States.X"}
+
+    intercept_aws(monkeypatch, "stepfunctions", "describe_execution", describe_execution)
+
+
+@pytest.mark.parametrize(("status", "settled_as"), [("ABORTED", "cancelled"), ("FAILED", "failed"),
+                                                     ("TIMED_OUT", "failed")])
+def test_a_request_blocked_by_a_run_that_is_over_settles_it_and_starts(retraining_model, monkeypatch, status,
+                                                                       settled_as):
+    create_training_state_machine()
+    executions_report(monkeypatch, status)
+    answer = request(retraining_model)
+    assert (answer["version"], answer["status"]) == (3, "training")
+    assert model_registry.get_version(retraining_model.model_id, 2)["status"] == settled_as
+    assert model_registry.pending_version(retraining_model.model_id) is None
+
+
+def test_a_request_blocked_by_a_running_run_is_queued(retraining_model, monkeypatch):
+    executions_report(monkeypatch, "RUNNING")
+    assert request(retraining_model)["status"] == "queued"
+    assert model_registry.get_version(retraining_model.model_id, 2)["status"] == "training"
+
+
+def test_a_version_whose_workflow_never_started_is_failed_once_it_is_old(retraining_model, monkeypatch):
+    create_training_state_machine()
+    executions_report(monkeypatch, None)
+    assert request(retraining_model)["status"] == "queued"  # just written: its start may still be on its way
+    model_registry.update_version(retraining_model.model_id, 2, created_at="2026-01-01T00:00:00.000000Z")
+    assert request(retraining_model)["version"] == 3
+    version = model_registry.get_version(retraining_model.model_id, 2)
+    assert version["status"] == "failed" and "never started" in version["failure_reason"]
