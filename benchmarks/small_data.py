@@ -12,7 +12,7 @@ a crown is kept on a tile when at least half of it is there) and writes a Sightl
 - held-out test: the tiles of a second Yellowstone image taken elsewhere (``2019_YELL_2_541000_4977000_image_crop``,
   279 crowns) and Florida's ``OSBS_029`` (61 crowns, another forest): never seen in training or model selection.
 
-Each run trains ``ssdlite320_mobilenet_v3_large`` from random initialisation through ``run_job`` on the CPU, then
+Each run trains ``--template`` (default ``ssdlite320_mobilenet_v3_large``) from random initialisation through ``run_job`` on the CPU, then
 the exported ONNX model answers the test tiles through ``sightline.inference.Predictor`` (the predict function's
 code, every box above a score of 0) and COCO mAP is computed on them. Runs:
 
@@ -158,10 +158,10 @@ def held_out_map(output: Path, test: list[tuple[Path, Tile]]) -> dict[str, float
     return metrics.detection_map(truths, detections, 1)
 
 
-def train(name: str, params: dict, manifest: Path, root: Path, threads: int) -> tuple[dict, float]:
+def train(name: str, template: str, params: dict, manifest: Path, root: Path, threads: int) -> tuple[dict, float]:
     started = time.monotonic()
     config = JobConfig(manifest_uri=str(manifest), output_uri=str(root / name / "out"), checkpoint_uri=None,
-                       template_id=TEMPLATE, params=params, work_dir=root / name / "work", workers=0, device="cpu")
+                       template_id=template, params=params, work_dir=root / name / "work", workers=0, device="cpu")
     torch.set_num_threads(threads)
     result = run_job(config)
     return result, time.monotonic() - started
@@ -172,6 +172,7 @@ def main() -> int:
     parser.add_argument("--wheel", type=Path, required=True, help="a deepforest wheel (pip download deepforest)")
     parser.add_argument("--epochs", type=int, default=30, help="epoch budget of every run (default 30)")
     parser.add_argument("--tile", type=int, default=400, help="tile side in pixels (default 400, DeepForest's)")
+    parser.add_argument("--template", default=TEMPLATE, help=f"detection template (default {TEMPLATE})")
     parser.add_argument("--runs", default="before,after", help=f"comma-separated, of: {', '.join(RUNS)}")
     parser.add_argument("--params", default="{}", help="JSON params added to every run, e.g. '{\"seed\": 1}'")
     # One thread: on a busy 2-core machine two threads spin against each other (measured: 12 s vs 1.5 s an image).
@@ -188,9 +189,9 @@ def main() -> int:
     rows = []
     for name in args.runs.split(","):
         params = {"epochs": args.epochs, **RUNS[name], **json.loads(args.params)}
-        result, seconds = train(name, params, manifest, root, args.threads)
+        result, seconds = train(name, args.template, params, manifest, root, args.threads)
         test_scores = held_out_map(root / name / "out", test)
-        row = {"run": name, "params": params, "chosen": result["recipe"]["chosen"], "epochs": result["epochs"],
+        row = {"run": name, "template": args.template, "params": params, "chosen": result["recipe"]["chosen"], "epochs": result["epochs"],
                "best_epoch": result["best_epoch"], "validation_map_50": result["map_50"],
                "test_map_50": test_scores["map_50"], "test_map_50_95": test_scores["map_50_95"],
                "minutes": round(seconds / 60, 1)}

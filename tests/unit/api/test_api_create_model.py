@@ -61,7 +61,7 @@ def test_fixture_body_creates_a_model_and_starts_training(ready_pets):
                                "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
                                "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
                                "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
-                               "early_stopping_patience": 10, "seed": 0}
+                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto"}
 
     version = model_registry.get_version(model_id, 1)
     execution = ready_pets.sfn.describe_execution(executionArn=version["execution_arn"])
@@ -79,7 +79,7 @@ def test_defaults_fill_template_and_params(ready_pets):
                                "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
                                "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
                                "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
-                               "early_stopping_patience": 10, "seed": 0, "anchor_min": None}
+                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto", "anchor_min": None}
 
 
 def test_several_datasets_and_a_padded_name(ready_pets):
@@ -154,7 +154,8 @@ def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, mess
         ({"params": {"momentum": 0.9}}, "invalid_params",
          "unknown params for template mobilenet_v3_small: momentum "
          "(allowed: any_orientation, augment, batch_size, early_stopping_patience, epochs, "
-         "final_learning_rate_fraction, freeze_backbone_epochs, image_size, learning_rate, pretrained, seed, "
+         "final_learning_rate_fraction, freeze_backbone_epochs, gpus, image_size, learning_rate, precision, "
+         "pretrained, seed, "
          "warmup_epochs, weight_decay, weights_uri)"),
         ({"params": {"pretrained": "yes"}}, "invalid_params", "params.pretrained must be true or false, got 'yes'"),
         ({"params": {"weights_uri": "https://example.com/w.pth"}}, "invalid_params",
