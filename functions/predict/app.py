@@ -2,17 +2,22 @@
 
 Only translation lives here: ``sightline.predict_request.predict_event`` reads and answers the event; its answer
 or error becomes the proxy response. Raw image bodies arrive base64-encoded when the API lists ``image/*``
-among its binary media types.
+among its binary media types. Each invocation emits EMF metrics: ``Predictions`` and ``PredictLatency`` for an
+answer, ``PredictClientErrors`` or ``PredictServerErrors`` otherwise.
 """
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sightline.errors import SightlineError
+from sightline.observability import count, metrics, tracer
 from sightline.predict_request import predict_event
 
 logger = Logger()
@@ -22,19 +27,31 @@ def _response(status: int, document: dict) -> dict:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(document)}
 
 
-@logger.inject_lambda_context(clear_state=True)
+# The correlation id is API Gateway's request id: every log line of the request carries it.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(model_id=(event.get("pathParameters") or {}).get("id") or "")
+    model_id = (event.get("pathParameters") or {}).get("id") or ""
+    logger.append_keys(model_id=model_id)
+    metrics.add_metadata(key="model_id", value=model_id)  # metadata, not a dimension: one metric for all models
+    started = time.perf_counter()
     try:
         answer = predict_event(event)
     except SightlineError as error:
         if error.status >= 500:
             logger.exception("predict failed")
+            count("PredictServerErrors")
         else:
             logger.info("predict refused", extra={"status": error.status, "code": error.code})
+            count("PredictClientErrors")
         return _response(error.status, error.to_dict())
     except Exception:  # noqa: BLE001 - the caller gets a generic 500, the log gets the stack trace
         logger.exception("predict failed")
+        count("PredictServerErrors")
         return _response(500, {"error": {"code": "internal_error", "message": "internal error"}})
+    count("Predictions")
+    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
+                       value=round((time.perf_counter() - started) * 1000, 3))
     logger.info("predicted", extra={"version": answer["version"], "predictions": len(answer["predictions"])})
     return _response(200, answer)

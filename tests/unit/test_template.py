@@ -53,6 +53,18 @@ def test_state_machine_substitutions_are_complete():
     assert used == set(machine["DefinitionSubstitutions"])
 
 
+def test_every_task_of_the_state_machine_ends_somewhere_recorded():
+    """No Task's failure leaves an execution without an end state: each catches every error (the failure step's
+    own catch ends in a Fail state, which the reconciler settles from the FAILED status)."""
+    machine = RESOURCES["TrainingStateMachine"]["Properties"]
+    states = json.loads((ROOT / machine["DefinitionUri"]).read_text())["States"]
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            caught = [entry for entry in state.get("Catch", []) if "States.ALL" in entry["ErrorEquals"]]
+            assert caught and caught[0]["Next"] in states, name
+    assert states[states["RecordTrainingFailure"]["Catch"][0]["Next"]]["Type"] == "Fail"
+
+
 def test_api_routes_match_the_openapi_description():
     routed = set()
     for properties in _functions().values():

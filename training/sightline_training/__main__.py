@@ -120,14 +120,22 @@ def default_work_dir(output_uri: str) -> Path:
     return Path(tempfile.gettempdir()) / "sightline-training" / hashlib.sha256(output_uri.encode()).hexdigest()[:16]
 
 
+def _log_safe(value: str) -> str:
+    """``value`` fit for a logging format string: printable, ``%`` escaped, at most 128 characters."""
+    return "".join(c for c in value[:128] if c.isprintable()).replace("%", "%%")
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the job; the exit code, with the one-line reason on stderr when it is not 0."""
     ctx = distributed.context()
     if not logging.getLogger().handlers:
         # The log goes to stdout (CloudWatch); stderr carries only the failure reason. Ranks say which they are.
         rank = f"rank {ctx.rank} " if ctx.enabled else ""
+        # The workflow's correlation id (the execution's name) joins these lines to the API's and the steps'.
+        correlation = (os.environ if environ is None else environ).get(JobEnvironment.CORRELATION_ID, "")
+        tag = f"[{_log_safe(correlation)}] " if correlation else ""
         logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                            format=f"%(asctime)s %(levelname)s {rank}%(name)s: %(message)s")
+                            format=f"%(asctime)s %(levelname)s {tag}{rank}%(name)s: %(message)s")
     code, reason = 0, None
     try:
         config = parse_config(argv, environ)

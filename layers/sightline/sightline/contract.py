@@ -71,6 +71,8 @@ class JobEnvironment(StrEnum):
     CHECKPOINT_URI = "SIGHTLINE_CHECKPOINT_URI"
     TEMPLATE = "SIGHTLINE_TEMPLATE"
     PARAMS = "SIGHTLINE_PARAMS"
+    # The run's correlation id (the execution's name, as the workflow steps log it): on every log line of the job.
+    CORRELATION_ID = "SIGHTLINE_CORRELATION_ID"
     # Set on the job definition (the stack's WeightsUri parameter), not per job: an s3:// prefix of weights files.
     WEIGHTS_URI = "SIGHTLINE_WEIGHTS_URI"
 

@@ -170,6 +170,7 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
             {"Name": JobEnvironment.CHECKPOINT_URI, "Value": s3_uri(checkpoint_prefix(model_id, version_number))},
             {"Name": JobEnvironment.TEMPLATE, "Value": template},
             {"Name": JobEnvironment.PARAMS, "Value": json.dumps(params, sort_keys=True)},
+            {"Name": JobEnvironment.CORRELATION_ID, "Value": execution_name(model_id, version_number)},
         ],
         "resources": batch_resources(params),
     }

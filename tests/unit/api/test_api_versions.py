@@ -8,11 +8,11 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from sightline import aws, events, model_registry, workflow
+from sightline import aws, events, model_registry, retraining, workflow
 from sightline.contract import VersionStatus
 from sightline.errors import Conflict
 from api_helpers import model_items, request
-from support import intercept_aws
+from support import intercept_aws, load_event
 
 UNKNOWN_MODEL = "mdl-000000000000"
 
@@ -52,6 +52,12 @@ def post_version(model_id: str, body=None, **kwargs):
 def list_versions(model_id: str, **query):
     return request("apigw_get_model_versions.json", path=f"/v1/models/{model_id}/versions",
                    query={k: str(v) for k, v in query.items()} if query else None)
+
+
+def dataset_updated_event(name: str) -> dict:
+    event = load_event("eventbridge_dataset_updated.json")
+    event["detail"]["name"] = name
+    return event
 
 
 def executions(env) -> list[str]:
@@ -450,3 +456,44 @@ def test_a_serving_model_reads_retraining_while_a_new_version_trains_and_shows_w
     finish(model_id, 2)
     answer = request("apigw_get_model.json", path=f"/v1/models/{model_id}").json
     assert answer["status"] == "ready" and answer["queued_version"]["trigger"] == {"type": "api"}
+
+
+def test_twenty_requests_and_new_data_during_training_start_exactly_one_follow_up(retrain_env,
+                                                                                 atomic_dynamodb_requests):
+    """Watson's rule: however many retrain requests and dataset events arrive while a version trains, exactly one
+    more version trains after it, and nobody gets a 5xx."""
+    model_id = retrain_env.model_id
+    patched = request("apigw_post_model_versions.json", method="PATCH", path=f"/v1/models/{model_id}",
+                      body={"retraining": {"on_new_data": True}})
+    assert patched.status == 200, patched.json
+    finish(model_id, 1)
+    assert post_version(model_id).json["version"] == 2  # version 2 trains from here on
+    retrain_env.datasets.classification("pets", {"cat": 2, "dog": 1})  # new data for the model's dataset
+
+    answers: list = []
+    dataset_outcomes: list = []
+    barrier = threading.Barrier(21)
+
+    def retrain() -> None:
+        barrier.wait()
+        answers.append(post_version(model_id))
+
+    def new_data() -> None:
+        barrier.wait()
+        dataset_outcomes.append(retraining.retrain_for_dataset(dataset_updated_event("pets")))
+
+    threads = [threading.Thread(target=retrain) for _ in range(20)] + [threading.Thread(target=new_data)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 20 and all(a.status == 202 and a.json["status"] == "queued" for a in answers)
+    assert [m["outcome"] for m in dataset_outcomes[0]["models"]] == ["queued"]
+    assert version_numbers(retrain_env.resources.table, model_id) == [1, 2]
+
+    finish(model_id, 2)
+    assert retraining.start_queued_version(model_id)["version"] == 3  # what ModelVersionFinished starts
+    assert version_numbers(retrain_env.resources.table, model_id) == [1, 2, 3]
+    fail(model_id, 3)
+    assert retraining.start_queued_version(model_id) is None  # 21 requests, one follow-up
+    assert version_numbers(retrain_env.resources.table, model_id) == [1, 2, 3]

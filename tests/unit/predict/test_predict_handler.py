@@ -110,3 +110,29 @@ def test_the_function_imports_neither_torch_nor_eagerly_onnxruntime():
     )
     path = os.pathsep.join(str(folder) for folder in (REPO / "layers" / "sightline", REPO / "tests"))
     subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "PYTHONPATH": path})
+
+
+def emitted_metrics(output: str) -> dict[str, list]:
+    """The EMF documents Powertools printed: metric name -> its values, across the lines."""
+    found: dict[str, list] = {}
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            document = json.loads(line)
+            for directive in document["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = document[metric["Name"]]
+                    found.setdefault(metric["Name"], []).extend(value if isinstance(value, list) else [value])
+    return found
+
+
+def test_each_answer_and_refusal_is_counted_in_emf_metrics(handler, classifier_id, capsys):
+    capsys.readouterr()
+    assert invoke(handler, for_model("apigw_predict_image.json", classifier_id))[0] == 200
+    answered = emitted_metrics(capsys.readouterr().out)
+    assert answered["Predictions"] == [1.0] and len(answered["PredictLatency"]) == 1
+    assert answered["PredictLatency"][0] > 0
+    assert "PredictClientErrors" not in answered
+
+    assert invoke(handler, for_model("apigw_predict_image.json", "no-such-model"))[0] == 404
+    refused = emitted_metrics(capsys.readouterr().out)
+    assert refused == {"PredictClientErrors": [1.0]}

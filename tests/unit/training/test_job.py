@@ -265,6 +265,20 @@ def test_bad_input_fails_early_with_one_line(local_manifest, tmp_path, capsys, e
     assert not (tmp_path / "job" / "out").exists()
 
 
+def test_every_log_line_carries_the_runs_correlation_id(tmp_path):
+    """The workflow's correlation id (SIGHTLINE_CORRELATION_ID) tags the job's log lines, '%' and all."""
+    import subprocess
+    import sys
+
+    environ = {**os.environ, "SIGHTLINE_CORRELATION_ID": "m1-v3 100%"}
+    done = subprocess.run([sys.executable, "-m", "sightline_training", "--manifest", str(tmp_path / "nope.json"),
+                           "--output", str(tmp_path / "out")], env=environ, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    lines = done.stdout.splitlines()
+    assert lines and all("[m1-v3 100%] " in line for line in lines), done.stdout
+
+
 def test_missing_manifest_and_environment(tmp_path, capsys):
     assert main(["--manifest", str(tmp_path / "nope.json"), "--output", str(tmp_path / "out")], environ={}) == 2
     assert capsys.readouterr().err == f"manifest not found: {tmp_path / 'nope.json'}\n"

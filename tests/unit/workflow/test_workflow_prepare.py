@@ -55,6 +55,8 @@ def test_prepare_snapshots_the_manifest_and_describes_the_job(workflow_env, pets
             {"Name": "SIGHTLINE_CHECKPOINT_URI", "Value": f"s3://{ARTIFACTS}/checkpoints/{model_id}/v1/"},
             {"Name": "SIGHTLINE_TEMPLATE", "Value": "mobilenet_v3_small"},
             {"Name": "SIGHTLINE_PARAMS", "Value": prepared["environment"][4]["Value"]},
+            # The workflow steps' correlation id, so the job's log lines join theirs.
+            {"Name": "SIGHTLINE_CORRELATION_ID", "Value": f"{model_id}-v1"},
         ],
         # One GPU's share of an instance, as the job definition asks for one.
         "resources": [{"Type": "GPU", "Value": "1"}, {"Type": "VCPU", "Value": "4"},
@@ -167,7 +169,7 @@ def test_the_lambda_handler_takes_the_state_machine_payload(workflow_env, pets):
     assert prepared["job_name"] == f"sightline-{workflow_env.model_id}-v1"
     assert [entry["Name"] for entry in prepared["environment"]] == [
         "SIGHTLINE_MANIFEST_URI", "SIGHTLINE_OUTPUT_URI", "SIGHTLINE_CHECKPOINT_URI", "SIGHTLINE_TEMPLATE",
-        "SIGHTLINE_PARAMS",
+        "SIGHTLINE_PARAMS", "SIGHTLINE_CORRELATION_ID",
     ]
 
 
