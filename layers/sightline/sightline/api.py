@@ -216,9 +216,9 @@ def create_model() -> Response:
             f"retrain_on_new_data must be true or false, got {retrain_on_new_data!r}", code="invalid_retrain_on_new_data"
         )
     policy = model_policy.parse_retraining(
-        request.get("retraining", {}), {**model_policy.RETRAINING_DEFAULTS, "on_new_data": retrain_on_new_data})
-    if "retraining" in request and "retrain_on_new_data" in request and policy["on_new_data"] != retrain_on_new_data:
-        raise BadRequest("retrain_on_new_data and retraining.on_new_data disagree; give one of them",
+        request.get("retraining", {}), {**model_policy.RETRAINING_DEFAULTS, "auto": retrain_on_new_data})
+    if "retraining" in request and "retrain_on_new_data" in request and policy["auto"] != retrain_on_new_data:
+        raise BadRequest("retrain_on_new_data and retraining.auto disagree; give one of them",
                          code="invalid_retraining")
     gate = model_policy.parse_promotion(request.get("promotion", {}))
     spec = training_spec.resolve(
@@ -231,7 +231,7 @@ def create_model() -> Response:
 
     model, version = model_registry.create_model(
         name=name, task=task, datasets=spec.datasets, template=spec.template, params=spec.params,
-        retrain_on_new_data=policy["on_new_data"], dataset_digests=spec.dataset_digests,
+        retrain_on_new_data=policy["auto"], dataset_digests=spec.dataset_digests,
         retraining=policy, promotion=gate, dataset_images=spec.dataset_images,
     )
     logger.info("model created", extra={"model_id": model["model_id"], "template": spec.template})

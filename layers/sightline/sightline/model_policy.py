@@ -1,6 +1,6 @@
 """A model's two policies, set at creation and changed with ``PATCH /v1/models/{id}``:
 
-- ``retraining``: when new data starts a version (``on_new_data``), how many images must have arrived since the
+- ``retraining``: when new data starts a version (``auto``), how many images must have arrived since the
   newest version started (``min_new_images``), how long a burst of uploads is waited out before one version starts
   (``debounce_seconds``: each new event restarts the wait) and the least time between two versions started by new
   data (``cooldown_seconds``).
@@ -9,7 +9,7 @@
   ``min_improvement`` (negative: a tolerance); ``always`` promotes every trained version; ``never`` leaves
   promotion to ``POST .../promote``.
 
-Models created before the policies have neither: they read as the defaults, with ``on_new_data`` taken from the
+Models created before the policies have neither: they read as the defaults, with ``auto`` taken from the
 model's ``retrain_on_new_data``.
 """
 from __future__ import annotations
@@ -32,16 +32,18 @@ MAX_METRIC_NAME_CHARS = 64
 _METRIC_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 RETRAINING_DEFAULTS: dict[str, Any] = {
-    "on_new_data": False, "min_new_images": 0, "debounce_seconds": 0, "cooldown_seconds": 0,
+    "auto": False, "min_new_images": 0, "debounce_seconds": 0, "cooldown_seconds": 0,
 }
 PROMOTION_DEFAULTS: dict[str, Any] = {"gate": GATE_METRIC_NOT_WORSE, "metric": None, "min_improvement": 0.0}
 
 
 def retraining_of(model: dict[str, Any]) -> dict[str, Any]:
     """The model's retraining policy, defaults filled in (a model from before policies: its flag)."""
-    stored = model.get("retraining") or {}
-    policy = {**RETRAINING_DEFAULTS, "on_new_data": bool(model.get("retrain_on_new_data")), **stored}
-    return {"on_new_data": bool(policy["on_new_data"]),
+    stored = dict(model.get("retraining") or {})
+    if "on_new_data" in stored:  # the field's first name (2026-12-01), before the issue's own name ``auto``
+        stored.setdefault("auto", stored.pop("on_new_data"))
+    policy = {**RETRAINING_DEFAULTS, "auto": bool(model.get("retrain_on_new_data")), **stored}
+    return {"auto": bool(policy["auto"]),
             **{name: int(policy[name]) for name in ("min_new_images", "debounce_seconds", "cooldown_seconds")}}
 
 
@@ -58,15 +60,15 @@ def parse_retraining(value: Any, current: dict[str, Any] | None = None) -> dict[
     """A request's ``retraining`` object over ``current`` (the defaults at creation): fields left out keep their
     value. Raises ``BadRequest`` naming the first wrong field."""
     if not isinstance(value, dict):
-        raise BadRequest("retraining must be an object with on_new_data, min_new_images, debounce_seconds, "
+        raise BadRequest("retraining must be an object with auto, min_new_images, debounce_seconds, "
                          "cooldown_seconds", code="invalid_retraining")
     _refuse_unknown("retraining", value, RETRAINING_DEFAULTS)
     policy = dict(current or RETRAINING_DEFAULTS)
-    if "on_new_data" in value:
-        if not isinstance(value["on_new_data"], bool):
-            raise BadRequest(f"retraining.on_new_data must be true or false, got {value['on_new_data']!r}",
+    if "auto" in value:
+        if not isinstance(value["auto"], bool):
+            raise BadRequest(f"retraining.auto must be true or false, got {value['auto']!r}",
                              code="invalid_retraining")
-        policy["on_new_data"] = value["on_new_data"]
+        policy["auto"] = value["auto"]
     for name, maximum in (("min_new_images", MAX_MIN_NEW_IMAGES), ("debounce_seconds", MAX_DEBOUNCE_SECONDS),
                           ("cooldown_seconds", MAX_COOLDOWN_SECONDS)):
         if name in value:

@@ -66,7 +66,7 @@ def _public_model(item: dict) -> dict:
     # Both policies read with their defaults (absent on models created before them; see model_policy).
     model["retraining"] = model_policy.retraining_of(model)
     model["promotion"] = model_policy.promotion_of(model)
-    model["retrain_on_new_data"] = model["retraining"]["on_new_data"]
+    model["retrain_on_new_data"] = model["retraining"]["auto"]
     return model
 
 
@@ -92,7 +92,7 @@ def create_model(
     dataset_images: dict[str, int] | None = None,
 ) -> tuple[dict, dict]:
     """A new model in status ``training`` with version 1 in status ``training``, written atomically."""
-    retraining = {**model_policy.RETRAINING_DEFAULTS, "on_new_data": retrain_on_new_data, **(retraining or {})}
+    retraining = {**model_policy.RETRAINING_DEFAULTS, "auto": retrain_on_new_data, **(retraining or {})}
     model_id = new_model_id()
     created = utc_now()
     model = {
@@ -111,8 +111,8 @@ def create_model(
         "serving_version": None,
         # The version counter: the newest version's number (see create_version).
         "latest_version": 1,
-        # Kept equal to retraining.on_new_data: the MODELS index filter of models_retraining_on reads it.
-        "retrain_on_new_data": bool(retraining["on_new_data"]),
+        # Kept equal to retraining.auto: the MODELS index filter of models_retraining_on reads it.
+        "retrain_on_new_data": bool(retraining["auto"]),
         "retraining": retraining,
         "promotion": {**model_policy.PROMOTION_DEFAULTS, **(promotion or {})},
         "dataset_digests": dataset_digests or {},
@@ -506,7 +506,7 @@ def set_policies(model_id: str, *, retraining: dict | None = None, promotion: di
     """Replace the model's retraining and/or promotion policy (validated by ``model_policy``); the model."""
     fields: dict[str, Any] = {}
     if retraining is not None:
-        fields.update(retraining=retraining, retrain_on_new_data=bool(retraining["on_new_data"]))
+        fields.update(retraining=retraining, retrain_on_new_data=bool(retraining["auto"]))
     if promotion is not None:
         fields["promotion"] = promotion
     if fields:

@@ -1,5 +1,5 @@
 """New versions of existing models: on request (``POST /v1/models/{id}/versions``) and when a dataset a model
-trains on gets new data (a ``DatasetUpdated`` event for a model whose retraining policy has ``on_new_data``).
+trains on gets new data (a ``DatasetUpdated`` event for a model whose retraining policy has ``auto``).
 
 Both go through ``start_version``: allocate the next version (``model_registry.create_version``: one training
 run per model at a time), start the training workflow exactly as model creation does, announce it.
@@ -272,7 +272,7 @@ def retrain_after_debounce(body: dict[str, Any]) -> dict[str, Any]:
         return {"model_id": model_id, "outcome": DEBOUNCED, "due_at": debounce["due_at"]}
     outcome: dict[str, Any]
     dataset = dataset_store.get_dataset(dataset_name, consistent=True)
-    if not model_policy.retraining_of(model)["on_new_data"]:
+    if not model_policy.retraining_of(model)["auto"]:
         outcome = {"outcome": SUPERSEDED, "reason": "retraining on new data was turned off"}
     elif dataset is None or dataset.get("status") != DatasetStatus.READY:
         outcome = {"outcome": NOT_TRAINABLE, "reason": f"dataset {dataset_name!r} is not ready"}

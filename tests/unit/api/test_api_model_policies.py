@@ -28,16 +28,16 @@ def patch(model_id: str, body) -> object:
 
 def test_a_model_without_policies_reads_the_defaults(api_env):
     model = get(create(api_env))
-    assert model["retraining"] == {"on_new_data": False, "min_new_images": 0, "debounce_seconds": 0,
+    assert model["retraining"] == {"auto": False, "min_new_images": 0, "debounce_seconds": 0,
                                    "cooldown_seconds": 0}
     assert model["promotion"] == {"gate": "metric_not_worse", "metric": None, "min_improvement": 0.0}
     assert model["retrain_on_new_data"] is False and model["retraining_scheduled"] is None
 
 
 def test_policies_given_at_creation_are_shown(api_env):
-    model = get(create(api_env, retraining={"on_new_data": True, "min_new_images": 20, "debounce_seconds": 300},
+    model = get(create(api_env, retraining={"auto": True, "min_new_images": 20, "debounce_seconds": 300},
                        promotion={"gate": "always"}))
-    assert model["retraining"] == {"on_new_data": True, "min_new_images": 20, "debounce_seconds": 300,
+    assert model["retraining"] == {"auto": True, "min_new_images": 20, "debounce_seconds": 300,
                                    "cooldown_seconds": 0}
     assert model["retrain_on_new_data"] is True
     assert model["promotion"] == {"gate": "always", "metric": None, "min_improvement": 0.0}
@@ -45,19 +45,19 @@ def test_policies_given_at_creation_are_shown(api_env):
 
 def test_the_old_flag_still_sets_retraining_on_new_data(api_env):
     model = get(create(api_env, retrain_on_new_data=True))
-    assert model["retraining"]["on_new_data"] is True and model["retrain_on_new_data"] is True
+    assert model["retraining"]["auto"] is True and model["retrain_on_new_data"] is True
 
 
 def test_patch_changes_only_the_fields_given(api_env):
     model_id = create(api_env, retraining={"min_new_images": 5})
-    answer = patch(model_id, {"retraining": {"on_new_data": True, "debounce_seconds": 60},
+    answer = patch(model_id, {"retraining": {"auto": True, "debounce_seconds": 60},
                               "promotion": {"metric": "f1_macro", "min_improvement": -0.02}})
     assert answer.status == 200, answer.json
-    assert answer.json["retraining"] == {"on_new_data": True, "min_new_images": 5, "debounce_seconds": 60,
+    assert answer.json["retraining"] == {"auto": True, "min_new_images": 5, "debounce_seconds": 60,
                                          "cooldown_seconds": 0}
     assert answer.json["promotion"] == {"gate": "metric_not_worse", "metric": "f1_macro", "min_improvement": -0.02}
     assert get(model_id)["retrain_on_new_data"] is True
-    assert patch(model_id, {"retraining": {"on_new_data": False}}).json["retrain_on_new_data"] is False
+    assert patch(model_id, {"retraining": {"auto": False}}).json["retrain_on_new_data"] is False
 
 
 @pytest.mark.parametrize(("body", "code", "names"), [
@@ -65,8 +65,8 @@ def test_patch_changes_only_the_fields_given(api_env):
     ({"retraining": {"min_new_images": 2.5}}, "invalid_retraining", "retraining.min_new_images"),
     ({"retraining": {"debounce_seconds": 86401}}, "invalid_retraining", "retraining.debounce_seconds"),
     ({"retraining": {"cooldown_seconds": True}}, "invalid_retraining", "retraining.cooldown_seconds"),
-    ({"retraining": {"on_new_data": "yes"}}, "invalid_retraining", "retraining.on_new_data"),
-    ({"retraining": {"auto": True}}, "invalid_retraining", "retraining.auto"),
+    ({"retraining": {"auto": "yes"}}, "invalid_retraining", "retraining.auto"),
+    ({"retraining": {"on_new_data": True}}, "invalid_retraining", "retraining.on_new_data"),
     ({"retraining": []}, "invalid_retraining", "retraining"),
     ({"promotion": {"gate": "sometimes"}}, "invalid_promotion", "promotion.gate"),
     ({"promotion": {"min_improvement": 2}}, "invalid_promotion", "promotion.min_improvement"),
@@ -90,7 +90,7 @@ def test_creation_refuses_a_wrong_policy_and_a_contradiction(api_env):
     wrong = request("apigw_post_models.json", body={**MODEL, "promotion": {"gate": "maybe"}})
     assert wrong.status == 400 and "promotion.gate" in wrong.json["error"]["message"]
     both = request("apigw_post_models.json",
-                   body={**MODEL, "retrain_on_new_data": True, "retraining": {"on_new_data": False}})
+                   body={**MODEL, "retrain_on_new_data": True, "retraining": {"auto": False}})
     assert both.status == 400 and both.json["error"]["code"] == "invalid_retraining"
 
 

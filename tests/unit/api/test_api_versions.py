@@ -464,7 +464,7 @@ def test_twenty_requests_and_new_data_during_training_start_exactly_one_follow_u
     more version trains after it, and nobody gets a 5xx."""
     model_id = retrain_env.model_id
     patched = request("apigw_post_model_versions.json", method="PATCH", path=f"/v1/models/{model_id}",
-                      body={"retraining": {"on_new_data": True}})
+                      body={"retraining": {"auto": True}})
     assert patched.status == 200, patched.json
     finish(model_id, 1)
     assert post_version(model_id).json["version"] == 2  # version 2 trains from here on

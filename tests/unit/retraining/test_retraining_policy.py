@@ -59,7 +59,7 @@ def serving_model(policy: dict, *, images: int = 10) -> str:
     """A model serving version 1, which started from 10 images of "pets" (digest v0)."""
     model, _ = model_registry.create_model(
         name="m", task="classification", datasets=["pets"], template="mobilenet_v3_small", params=PARAMS,
-        retraining={"on_new_data": True, **policy}, dataset_digests={"pets": "v0"}, dataset_images={"pets": images},
+        retraining={"auto": True, **policy}, dataset_digests={"pets": "v0"}, dataset_images={"pets": images},
     )
     model_registry.update_version(model["model_id"], 1, status=VersionStatus.READY)
     assert model_registry.set_serving_version(model["model_id"], 1, replacing=None)
@@ -162,7 +162,7 @@ def test_a_debounce_that_ends_while_a_version_trains_queues_one(env):
 def test_turning_retraining_off_drops_a_waiting_debounce(env):
     model_id = waiting(env, {"debounce_seconds": 60})
     model_registry.set_policies(model_id, retraining={**model_registry.get_model(model_id)["retraining"],
-                                                      "on_new_data": False})
+                                                      "auto": False})
     env.clock.now += 60
     assert retraining.retrain_after_debounce(env.sent[-1][0])["outcome"] == "superseded"
     assert latest(model_id) == 1
