@@ -23,8 +23,11 @@ log = logging.getLogger("sightline.local")
 class LocalJobRunner:
     """Runs Batch jobs of the template's job definitions as local processes, one at a time (one GPU)."""
 
-    def __init__(self, command: list[str], base_env: dict[str, str], log_dir: Path, workdir: Path, concurrency: int = 1) -> None:
+    def __init__(self, command: list[str], base_env: dict[str, str], log_dir: Path, workdir: Path, concurrency: int = 1,
+                 entrypoint: list[str] | None = None) -> None:
         self.command = command
+        # The image's ENTRYPOINT: a job definition's (or job's) command replaces CMD after it, as in a container.
+        self.entrypoint = entrypoint
         self.base_env = base_env
         self.log_dir = log_dir
         self.workdir = workdir
@@ -77,6 +80,7 @@ class LocalJobRunner:
         from moto.batch.utils import JobStatus
 
         job._status = JobStatus.STARTING
+        command = self.command_for(job)
         environment = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
         env = {**self.base_env, **environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)}
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -86,12 +90,12 @@ class LocalJobRunner:
         job._start_attempt()
         job._status = JobStatus.RUNNING
         log.info("batch job %s (%s) attempt %d started: %s; log %s", job.job_name, job.job_id, attempt,
-                 " ".join(self.command), log_path)
+                 " ".join(command), log_path)
         tail: deque[str] = deque(maxlen=20)
         status_reason = "Essential container in task exited"
         with open(log_path, "w") as log_file:
             process = subprocess.Popen(
-                self.command, env=env, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                command, env=env, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             with self._lock:
@@ -120,6 +124,13 @@ class LocalJobRunner:
             job._stop_attempt()
         last_line = next((line for line in reversed(tail) if line.strip()), "")
         return process.returncode, status_reason, last_line
+
+    def command_for(self, job: Any) -> list[str]:
+        """The process to run: the ENTRYPOINT and the job's command where it has one, else the image's command."""
+        job_command = list(job._get_container_property("command", []) or [])
+        if job_command and self.entrypoint is not None:
+            return [*self.entrypoint, *job_command]
+        return list(self.command)
 
     @staticmethod
     def _relay(process: subprocess.Popen, log_file: Any, tail: deque, name: str) -> None:

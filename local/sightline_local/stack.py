@@ -101,8 +101,12 @@ class LocalStack:
 
         base_env = self._process_environment()
         self._runtime = LambdaRuntime(base_env)
+        command = training_command(config.root / "training" / "Dockerfile")
         self._job_runner = job_runner = LocalJobRunner(
-            command=training_command(config.root / "training" / "Dockerfile"),
+            command=command,
+            # The training image has an ENTRYPOINT and no CMD: a job definition's Command (the evaluation's
+            # ``evaluate``) follows it.
+            entrypoint=command,
             base_env={**os.environ, **base_env, "SIGHTLINE_CACHE_DIR": str(self.state_dir / "cache")},
             log_dir=self.state_dir / "logs" / "batch",
             workdir=config.root,

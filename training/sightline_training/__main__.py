@@ -163,4 +163,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["evaluate"]:  # the evaluation job definition's Command (sightline_training.evaluate)
+        from sightline_training.evaluate import main as evaluate
+
+        sys.exit(evaluate(sys.argv[2:]))
     sys.exit(main())

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_policy, model_registry, retraining, templates, training_spec, version_lifecycle, workflow
-from sightline import artifacts
+from sightline import artifacts, evaluations
 from sightline.contract import TASKS, ModelStatus, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
@@ -334,6 +334,26 @@ def get_version(model_id: str, version: str) -> dict:
 def get_version_artifacts(model_id: str, version: str) -> dict:
     """The version's files (model.onnx, labels.json, metrics.json, card.json, ...) with presigned download links."""
     return artifacts.version_artifacts(model_id, _version_number(version))
+
+
+@route("POST", "/v1/models/<model_id>/versions/<version>/evaluations")
+def create_evaluation(model_id: str, version: str) -> Response:
+    """Measure this trained version on a registered dataset ({"dataset": name}), as a CPU Batch job."""
+    number = _version_number(version)
+    evaluation = evaluations.start_evaluation(model_id, number, _json_body())
+    return json_response(202, evaluation, headers={"Location": f"/v1/evaluations/{evaluation['evaluation_id']}"})
+
+
+# Before /v1/evaluations/<evaluation_id>, so that "compare" is never taken for an id.
+@route("GET", "/v1/evaluations/compare")
+def compare_evaluations() -> dict:
+    query = app.current_event.query_string_parameters or {}
+    return evaluations.compare(evaluations.parse_ids(query.get("ids")))
+
+
+@route("GET", "/v1/evaluations/<evaluation_id>")
+def get_evaluation(evaluation_id: str) -> dict:
+    return evaluations.get_evaluation(evaluation_id)
 
 
 @route("POST", "/v1/models/<model_id>/versions/<version>/cancel")

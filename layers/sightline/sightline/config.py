@@ -28,6 +28,9 @@ class Settings:
     archive_chunk_queue_url: str = ""  # the queue of archive chunks (one per invocation); "" = dataset_queue_url
     # Delayed messages that bring debounced retraining back (retraining.py); "" = new data never waits.
     retrain_debounce_queue_url: str = ""
+    # The CPU Batch queue and job definition of evaluations (POST /v1/models/{id}/versions/{v}/evaluations).
+    evaluation_job_queue: str = ""
+    evaluation_job_definition: str = ""
     # Powertools Metrics' namespace of the functions' EMF metrics (the template's POWERTOOLS_METRICS_NAMESPACE).
     metrics_namespace: str = "Sightline"
 
@@ -65,5 +68,7 @@ def get_settings() -> Settings:
         max_chunked_archive_bytes=_int("MAX_CHUNKED_ARCHIVE_BYTES", 64 * 1024 * 1024 * 1024),
         archive_chunk_queue_url=os.environ.get("ARCHIVE_CHUNK_QUEUE_URL", ""),
         retrain_debounce_queue_url=os.environ.get("RETRAIN_DEBOUNCE_QUEUE_URL", ""),
+        evaluation_job_queue=os.environ.get("EVALUATION_JOB_QUEUE", ""),
+        evaluation_job_definition=os.environ.get("EVALUATION_JOB_DEFINITION", ""),
         metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Sightline",
     )

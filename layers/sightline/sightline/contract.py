@@ -77,6 +77,25 @@ class JobEnvironment(StrEnum):
     WEIGHTS_URI = "SIGHTLINE_WEIGHTS_URI"
 
 
+class EvaluationEnvironment(StrEnum):
+    """Variables the API sets on an evaluation's Batch job (``sightline.evaluations``, ``sightline_training.evaluate``)."""
+
+    MANIFEST_URI = "SIGHTLINE_EVALUATION_MANIFEST_URI"  # the dataset's items, built by the API when it was asked
+    MODEL_URI = "SIGHTLINE_EVALUATION_MODEL_URI"  # the version's folder: model.onnx and labels.json
+    OUTPUT_URI = "SIGHTLINE_EVALUATION_OUTPUT_URI"  # where evaluation.json (or failure.json) goes
+
+
+EVALUATION_FORMAT = "sightline.evaluation/v1"
+EVALUATION_FILE = "evaluation.json"
+# What a failed evaluation job leaves beside its manifest: {"reason": ...} (exit 1, or 2 for invalid input).
+EVALUATION_FAILURE_FILE = "failure.json"
+
+
+def evaluation_prefix(evaluation_id: str) -> str:
+    """An evaluation's folder in the artifact bucket: manifest.json, then evaluation.json or failure.json."""
+    return f"evaluations/{evaluation_id}/"
+
+
 # ---------------------------------------------------------------- states
 
 
@@ -95,6 +114,13 @@ class VersionStatus(StrEnum):
     READY = "ready"  # trained; ``promoted`` says whether it serves (or served)
     FAILED = "failed"
     CANCELLED = "cancelled"  # stopped on request (POST .../cancel); never serves
+
+
+class EvaluationStatus(StrEnum):
+    QUEUED = "queued"  # the Batch job was submitted
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class ModelStatus(StrEnum):

@@ -135,14 +135,14 @@ def prepare_training(event: dict[str, Any]) -> dict[str, Any]:
         )
 
     key = manifest_key(model_id, version_number)
-    manifest = _read_json(key)
+    manifest = read_artifact_json(key)
     if manifest is None:
         # The version's own datasets: a retrain may train on others than the model was created with.
         built = build_manifest(
             list(version.get("datasets") or model["datasets"]), model["task"], get_settings().validation_fraction
         )
         # Conditional create: of two concurrent attempts only the first snapshot is kept, and both use it.
-        manifest = built if _create_json(key, built) else _read_json(key)
+        manifest = built if _create_json(key, built) else read_artifact_json(key)
         if manifest is None:
             raise RuntimeError(f"manifest {key} vanished after it was written")
         logger.info("manifest written", extra={"key": key, "items": len(built.get("items", []))})
@@ -214,8 +214,8 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         )
 
     prefix = version_prefix(model_id, version_number)
-    metrics = _read_json(prefix + METRICS_FILE)
-    labels = _read_json(prefix + LABELS_FILE)
+    metrics = read_artifact_json(prefix + METRICS_FILE)
+    labels = read_artifact_json(prefix + LABELS_FILE)
     missing = [name for name, found in ((METRICS_FILE, metrics), (LABELS_FILE, labels)) if found is None]
     if not _exists(prefix + MODEL_FILE):
         missing.insert(0, MODEL_FILE)
@@ -446,7 +446,7 @@ def training_progress(model_id: str, version_number: int) -> dict[str, Any] | No
     """What the training job last wrote about its epochs (``progress.json``), or None before the first epoch.
     Unreadable progress is left out rather than failing the answer: it is a view, not a record."""
     try:
-        document = _read_json(version_prefix(model_id, version_number) + PROGRESS_FILE)
+        document = read_artifact_json(version_prefix(model_id, version_number) + PROGRESS_FILE)
     except TrainingOutputInvalid:
         return None
     return document if isinstance(document, dict) and document.get("format") == PROGRESS_FORMAT else None
@@ -465,7 +465,7 @@ def _target(event: dict[str, Any]) -> tuple[str, int]:
     return model_id, int(version)
 
 
-def _read_json(key: str) -> Any | None:
+def read_artifact_json(key: str) -> Any | None:
     """The JSON object at ``key`` in the artifact bucket, or None when there is none."""
     try:
         body = aws.client("s3").get_object(Bucket=get_settings().artifact_bucket, Key=key)["Body"].read()

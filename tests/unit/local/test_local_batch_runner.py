@@ -43,7 +43,11 @@ class FakeJob:
         self.succeeded: bool | None = None
         self._status = "SUBMITTED"
 
+    command: list[str] = []
+
     def _get_container_property(self, name: str, default: list) -> list:
+        if name == "command":
+            return self.command or default
         return [{"name": "SIGHTLINE_TEMPLATE", "value": "mobilenet_v3_small"}]
 
     def _get_attempt_duration(self) -> None:
@@ -110,3 +114,15 @@ def test_shutdown_stops_a_running_job_with_sigterm_first(tmp_path):
     assert not thread.is_alive()
     assert job.succeeded is False and len(job.attempts) == 1 and job.attempts[0]["container"]["exitCode"] == 143
     assert "checkpointed" in log.read_text()
+
+
+def test_a_job_definitions_command_follows_the_images_entrypoint(tmp_path):
+    """As in a container: the evaluation job definition's Command (``evaluate``) replaces CMD after ENTRYPOINT."""
+    entrypoint = [sys.executable, "-m", "sightline_training"]
+    runner = LocalJobRunner(entrypoint, {}, tmp_path, tmp_path, entrypoint=entrypoint)
+    job = FakeJob(1, [])
+    assert runner.command_for(job) == entrypoint
+    job.command = ["evaluate"]
+    assert runner.command_for(job) == [*entrypoint, "evaluate"]
+    definition = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]["EvaluationJobDefinition"]
+    assert definition["Properties"]["ContainerProperties"]["Command"] == ["evaluate"]

@@ -45,7 +45,7 @@ def test_routes_come_from_the_expanded_api(expanded):
     assert table[("GET", "/v1/models/{id}/versions/{version}")] == ("api", True)
     assert table[("POST", "/v1/models/{id}/versions")] == ("api", True)
     assert table[("POST", "/v1/datasets/{name}/uploads/complete")] == ("api", True)
-    assert len(table) == 25
+    assert len(table) == 28
 
 
 def test_intrinsics_resolve_like_cloudformation():

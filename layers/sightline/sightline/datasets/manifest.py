@@ -123,6 +123,11 @@ def build_manifest(datasets: list[str], task: str, validation_fraction: float) -
             f"{listed} has {len(items)} {task} image(s): at least 2 are needed, one to train and one to validate",
             code="too_few_images",
         )
+    return _manifest(names, task, classes, items, splits)
+
+
+def _manifest(names: list[str], task: str, classes: list[str], items: list[dict[str, Any]],
+              splits: dict[str, str]) -> dict[str, Any]:
     manifest_items = []
     for item in items:
         entry = {key: item[key] for key in ("id", "image", "width", "height")}
@@ -139,3 +144,17 @@ def build_manifest(datasets: list[str], task: str, validation_fraction: float) -
         "created_at": aws.utc_now(),
         "items": manifest_items,
     }
+
+
+def build_evaluation_manifest(dataset: str, task: str) -> dict[str, Any]:
+    """Every ``task`` item of ``dataset`` in the training manifest's format, for an evaluation: no size rules (a
+    class of one image is measured too), and every item is in the validation split (all of them are scored).
+
+    Raises ``BadRequest`` (``no_evaluation_data``) when the dataset has no ``task`` data at all.
+    """
+    names = _dataset_names([dataset])
+    items = store.dataset_items(names, task)
+    if not items:
+        raise BadRequest(f"no {task} data in {dataset} to evaluate on", code="no_evaluation_data")
+    classes = sorted({label for item in items for label in item_labels(item)})
+    return _manifest(names, task, classes, items, {item["id"]: VALIDATION for item in items})
