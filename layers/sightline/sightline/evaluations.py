@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -40,6 +41,8 @@ from sightline.workflow import read_artifact_json
 logger = Logger(child=True)
 
 MAX_COMPARED = 10
+# A record without a job id this old is one whose submission never happened (the API died between its writes).
+UNSUBMITTED_AFTER_SECONDS = 300
 URL_EXPIRY_SECONDS = 3600
 _ID = re.compile(r"[0-9a-f]{32}")
 _UNFINISHED = (EvaluationStatus.QUEUED, EvaluationStatus.RUNNING)
@@ -178,7 +181,12 @@ def _reconcile(item: dict[str, Any]) -> dict[str, Any]:
     if report is not None:
         return _settle(evaluation_id, EvaluationStatus.SUCCEEDED, metrics=report.get("metrics") or {},
                        images=report.get("images") or {}, class_mismatch=report.get("class_mismatch") or {})
-    job = _describe_job(item.get("job_id"))
+    if not item.get("job_id"):
+        # The API wrote the record but died before it submitted the job (or recorded its id).
+        if _age_seconds(item) > UNSUBMITTED_AFTER_SECONDS:
+            return _settle(evaluation_id, EvaluationStatus.FAILED, failure_reason="the evaluation job was never submitted")
+        return item
+    job = _describe_job(item["job_id"])
     if job is None:
         return item
     status = job.get("status")
@@ -197,15 +205,20 @@ def _reconcile(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _describe_job(job_id: str | None) -> dict[str, Any] | None:
-    if not job_id:
-        return None
+def _age_seconds(item: dict[str, Any]) -> float:
+    created = datetime.strptime(str(item.get("created_at")), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - created).total_seconds()
+
+
+def _describe_job(job_id: str) -> dict[str, Any] | None:
+    """The Batch job; None when Batch could not be asked. A job Batch no longer knows (it forgets finished jobs
+    after about a week) without a report is a failure."""
     try:
         jobs = _batch().describe_jobs(jobs=[job_id]).get("jobs") or []
     except (ClientError, BotoCoreError) as error:  # the record stays as it is; the next read tries again
         logger.warning("could not describe the evaluation job", extra={"job_id": job_id, "detail": str(error)})
         return None
-    return jobs[0] if jobs else None
+    return jobs[0] if jobs else {"jobId": job_id, "status": "FAILED", "statusReason": "Batch no longer knows the job"}
 
 
 def _settle(evaluation_id: str, status: EvaluationStatus, **fields: Any) -> dict[str, Any]:

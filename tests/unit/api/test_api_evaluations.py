@@ -191,3 +191,18 @@ def test_compare_names_unknown_ids_and_limits_how_many(trained, batch):
     assert compare(",".join(f"{n:032x}" for n in range(11))).json["error"]["code"] == "invalid_ids"
     assert compare(None).json["error"]["code"] == "invalid_ids"
     assert compare(" , ").status == 400
+
+
+def test_a_record_whose_job_never_started_or_is_forgotten_fails(trained, batch):
+    first = evaluate(trained, {"dataset": "pets"}).json["evaluation_id"]
+    second = evaluate(trained, {"dataset": "pets"}).json["evaluation_id"]
+    table = aws.table(get_settings().table_name)
+    table.update_item(Key={"pk": f"EVALUATION#{first}", "sk": "META"}, UpdateExpression="REMOVE job_id")
+    assert evaluation(first).json["status"] == "queued"  # the API may still be submitting it
+    table.update_item(Key={"pk": f"EVALUATION#{first}", "sk": "META"}, UpdateExpression="SET created_at = :t",
+                      ExpressionAttributeValues={":t": "2020-01-01T00:00:00.000000Z"})
+    answer = evaluation(first).json
+    assert (answer["status"], answer["failure_reason"]) == ("failed", "the evaluation job was never submitted")
+    del batch.jobs["job-2"]
+    answer = evaluation(second).json
+    assert (answer["status"], answer["failure_reason"]) == ("failed", "Batch no longer knows the job")
