@@ -235,6 +235,31 @@ def test_classifier_trains_and_predicts(api, datasets):
     assert wrong_type.status == 415
 
 
+def test_a_trained_classifier_is_evaluated_on_a_dataset_and_compared(api, datasets):
+    """POST .../evaluations submits the CPU Batch job (here a local process of ``python -m sightline_training
+    evaluate``); GET settles the evaluation from the evaluation.json it wrote."""
+    model_id = _train(api, {
+        "name": "shapes to evaluate", "task": "classification", "datasets": ["shapes"],
+        "params": {"epochs": 1, "image_size": 32, "batch_size": 8},
+    })
+    _wait_ready(api, model_id)
+    refused = api.post(f"/v1/models/{model_id}/versions/1/evaluations", {"dataset": "boxes"})
+    assert refused.status == 400 and refused.json()["error"]["code"] == "no_evaluation_data", refused.body
+    started = api.post(f"/v1/models/{model_id}/versions/1/evaluations", {"dataset": "shapes"})
+    assert started.status == 202, started.body
+    evaluation_id = started.json()["evaluation_id"]
+    done = api.wait_for(f"/v1/evaluations/{evaluation_id}", lambda e: e["status"] in ("succeeded", "failed"),
+                        timeout=TRAINING_TIMEOUT, interval=2)
+    assert done["status"] == "succeeded", done.get("failure_reason")
+    assert done["images"] == {"total": 16, "evaluated": 16, "unknown_class": 0, "partly_unknown": 0}
+    assert done["class_mismatch"] == {"dataset_only": [], "model_only": []}
+    assert 0.0 <= done["metrics"]["accuracy"] <= 1.0
+    report = json.loads(urllib.request.urlopen(done["report"]["url"], timeout=10).read())
+    assert report["format"] == "sightline.evaluation/v1" and set(report["per_class"]) == {"circle", "square"}
+    compared = api.get(f"/v1/evaluations/compare?ids={evaluation_id}").json()
+    assert {"metric": "accuracy", "values": [done["metrics"]["accuracy"]]} in compared["rows"]
+
+
 def test_detector_trains_and_returns_boxes_inside_the_image(api, datasets):
     model_id = _train(api, {
         "name": "boxes detector", "task": "detection", "datasets": ["boxes"],
