@@ -174,7 +174,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser.parse_args(argv)
     missing = [name for name in ("manifest", "model", "output") if not getattr(args, name)]
     if missing:
-        print(f"missing: {', '.join(missing)} (flags or {EvaluationEnvironment.__name__} variables)", file=sys.stderr)
+        variables = ", ".join(variable.value for variable in EvaluationEnvironment)
+        print(f"missing: {', '.join(missing)} (the flags, or the variables {variables})", file=sys.stderr)
         return 2
     code, reason = 0, None
     try:
