@@ -29,11 +29,12 @@ from sightline.contract import (
     EvaluationStatus,
     VersionStatus,
     evaluation_prefix,
+    manifest_key,
     snapshot_id,
     version_prefix,
 )
 from sightline.datasets import store as dataset_store
-from sightline.datasets.manifest import build_evaluation_manifest
+from sightline.datasets.manifest import TRAIN as TRAIN_SPLIT, build_evaluation_manifest
 from sightline.errors import BadRequest, Conflict, NotFound, SightlineError
 from sightline.training_failures import one_line
 from sightline.workflow import read_artifact_json
@@ -47,7 +48,7 @@ URL_EXPIRY_SECONDS = 3600
 _ID = re.compile(r"[0-9a-f]{32}")
 _UNFINISHED = (EvaluationStatus.QUEUED, EvaluationStatus.RUNNING)
 _RECORD_FIELDS = ("evaluation_id", "status", "model_id", "version", "dataset", "task", "snapshot", "manifest",
-                  "job_id", "created_at", "updated_at", "metrics", "images", "class_mismatch", "failure_reason")
+                  "include_training_images", "excluded_training_images", "job_id", "created_at", "updated_at", "metrics", "images", "class_mismatch", "failure_reason")
 
 
 class EvaluationUnavailable(SightlineError):
@@ -82,12 +83,17 @@ def _public(item: dict[str, Any]) -> dict[str, Any]:
 
 def start_evaluation(model_id: str, version: int, request: dict[str, Any]) -> dict[str, Any]:
     """Check the version and the dataset, write the manifest and the record, submit the job; the record."""
-    unknown = sorted(set(request) - {"dataset"})
+    unknown = sorted(set(request) - {"dataset", "include_training_images"})
     if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: dataset)", code="unknown_field")
+        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: dataset, include_training_images)",
+                         code="unknown_field")
     dataset = request.get("dataset")
     if not isinstance(dataset, str) or not dataset:
         raise BadRequest('"dataset" is required: the name of a registered dataset', code="invalid_dataset")
+    include_training = request.get("include_training_images", False)
+    if not isinstance(include_training, bool):
+        raise BadRequest(f"include_training_images must be true or false, got {include_training!r}",
+                         code="invalid_include_training_images")
     model = model_registry.get_model(model_id)
     record = model_registry.get_version(model_id, version)
     if record.get("status") != VersionStatus.READY or not (record.get("artifacts") or {}).get("model"):
@@ -99,6 +105,9 @@ def start_evaluation(model_id: str, version: int, request: dict[str, Any]) -> di
     if summary.get("status") != DatasetStatus.READY:
         raise Conflict(f"dataset {dataset!r} is {summary.get('status')}, not ready", code="dataset_not_ready")
     manifest = build_evaluation_manifest(dataset, model["task"])
+    excluded = 0
+    if not include_training:
+        manifest, excluded = _without_training_images(manifest, model_id, version, dataset)
 
     settings = get_settings()
     evaluation_id = uuid.uuid4().hex
@@ -110,6 +119,7 @@ def start_evaluation(model_id: str, version: int, request: dict[str, Any]) -> di
         "pk": _pk(evaluation_id), "sk": "META", "evaluation_id": evaluation_id, "status": EvaluationStatus.QUEUED.value,
         "model_id": model_id, "version": version, "dataset": dataset, "task": model["task"],
         "snapshot": snapshot_id(manifest), "manifest": _uri(prefix + MANIFEST_FILE),
+        "include_training_images": include_training, "excluded_training_images": excluded,
         "created_at": now, "updated_at": now,
     }
     _table().put_item(Item=item)
@@ -135,6 +145,21 @@ def start_evaluation(model_id: str, version: int, request: dict[str, Any]) -> di
                          ExpressionAttributeValues={":j": job["jobId"]})
     logger.info("evaluation submitted", extra={"evaluation_id": evaluation_id, "job_id": job["jobId"]})
     return _public(item)
+
+
+def _without_training_images(manifest: dict[str, Any], model_id: str, version: int,
+                             dataset: str) -> tuple[dict[str, Any], int]:
+    """``manifest`` less the images the version trained on (its training manifest's train split, by content id):
+    scores on them flatter the model. The manifest and how many images were left out."""
+    trained = read_artifact_json(manifest_key(model_id, version)) or {}
+    seen = {item.get("id") for item in trained.get("items", []) if item.get("split") == TRAIN_SPLIT}
+    kept = [item for item in manifest["items"] if item["id"] not in seen]
+    excluded = len(manifest["items"]) - len(kept)
+    if not kept:
+        raise BadRequest(f"every image of dataset {dataset!r} ({excluded}) trained model {model_id} version "
+                         f"{version}: nothing is left to evaluate it on (include_training_images: true scores them "
+                         f"anyway)", code="no_evaluation_data")
+    return {**manifest, "items": kept}, excluded
 
 
 # ---------------------------------------------------------------- reading

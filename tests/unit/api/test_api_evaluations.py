@@ -206,3 +206,31 @@ def test_a_record_whose_job_never_started_or_is_forgotten_fails(trained, batch):
     del batch.jobs["job-2"]
     answer = evaluation(second).json
     assert (answer["status"], answer["failure_reason"]) == ("failed", "Batch no longer knows the job")
+
+
+def manifest_of(record: dict) -> dict:
+    key = record["manifest"].split("/", 3)[3]
+    return json.loads(aws.client("s3").get_object(Bucket=get_settings().artifact_bucket, Key=key)["Body"].read())
+
+
+def test_the_images_a_version_trained_on_are_left_out_unless_asked_for(trained, batch):
+    everything = evaluate(trained, {"dataset": "pets", "include_training_images": True})
+    assert everything.status == 202, everything.json
+    ids = [item["id"] for item in manifest_of(everything.json)["items"]]
+    assert len(ids) == 11 and everything.json["excluded_training_images"] == 0
+    # The version's training manifest: three of these images trained it, one validated it.
+    put_json(f"manifests/{trained}/v1/manifest.json", {"items": [
+        *({"id": image_id, "split": "train"} for image_id in ids[:3]), {"id": ids[3], "split": "validation"}]})
+
+    honest = evaluate(trained, {"dataset": "pets"})
+    assert honest.status == 202, honest.json
+    assert honest.json["include_training_images"] is False and honest.json["excluded_training_images"] == 3
+    assert sorted(item["id"] for item in manifest_of(honest.json)["items"]) == sorted(ids[3:])
+    assert evaluation(honest.json["evaluation_id"]).json["excluded_training_images"] == 3
+
+    put_json(f"manifests/{trained}/v1/manifest.json", {"items": [{"id": i, "split": "train"} for i in ids]})
+    refused = evaluate(trained, {"dataset": "pets"})
+    assert (refused.status, refused.json["error"]["code"]) == (400, "no_evaluation_data")
+    assert "include_training_images" in refused.json["error"]["message"]
+    assert evaluate(trained, {"dataset": "pets", "include_training_images": "yes"}).json["error"]["code"] == (
+        "invalid_include_training_images")
