@@ -17,7 +17,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sightline import aws, model_registry
+from boto3.dynamodb.conditions import Key
+
+from sightline import aws, keys, model_registry
 from sightline.config import get_settings
 from sightline.contract import (
     EVALUATION_FAILURE_FILE,
@@ -123,6 +125,9 @@ def start_evaluation(model_id: str, version: int, request: dict[str, Any]) -> di
         "created_at": now, "updated_at": now,
     }
     _table().put_item(Item=item)
+    # A pointer in the model's partition: deleting the model or the version finds its evaluations there.
+    _table().put_item(Item={"pk": keys.model_pk(model_id), "sk": _POINTER + evaluation_id,
+                            "evaluation_id": evaluation_id, "evaluated_version": version})
     environment = {
         EvaluationEnvironment.MANIFEST_URI: _uri(prefix + MANIFEST_FILE),
         EvaluationEnvironment.MODEL_URI: _uri(version_prefix(model_id, version)),
@@ -160,6 +165,38 @@ def _without_training_images(manifest: dict[str, Any], model_id: str, version: i
                          f"{version}: nothing is left to evaluate it on (include_training_images: true scores them "
                          f"anyway)", code="no_evaluation_data")
     return {**manifest, "items": kept}, excluded
+
+
+# ---------------------------------------------------------------- deleting
+
+_POINTER = "EVALUATION#"
+
+
+def delete_evaluations_of(model_id: str, version: int | None = None) -> int:
+    """Remove the evaluations of a model (or of one of its versions): records, pointers and files, stopping
+    unfinished jobs first so that none writes its report afterwards. How many were removed."""
+    table = _table()
+    pointers = [item for item in aws.query_items(
+        table, KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)) & Key("sk").begins_with(_POINTER),
+        ConsistentRead=True) if version is None or int(item["evaluated_version"]) == version]
+    s3, bucket = aws.client("s3"), get_settings().artifact_bucket
+    for pointer in pointers:
+        evaluation_id = str(pointer["evaluation_id"])
+        record = _read(evaluation_id) or {}
+        if record.get("status") in _UNFINISHED and record.get("job_id"):
+            try:
+                _batch().terminate_job(jobId=str(record["job_id"]), reason=f"model {model_id} deleted")
+            except ClientError as error:  # a job Batch no longer knows has nothing left to stop
+                logger.warning("evaluation job not stopped", extra={"evaluation_id": evaluation_id,
+                                                                    "detail": one_line(str(error))})
+        prefix = evaluation_prefix(evaluation_id)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if found:  # a page holds at most 1,000 keys, delete_objects' limit
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": found, "Quiet": True})
+        table.delete_item(Key={"pk": _pk(evaluation_id), "sk": "META"})
+        table.delete_item(Key={"pk": pointer["pk"], "sk": pointer["sk"]})
+    return len(pointers)
 
 
 # ---------------------------------------------------------------- reading

@@ -22,6 +22,7 @@ class FakeBatch:
         self.submitted: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
         self.refuse = False
+        self.terminated: list[str] = []
 
     def submit_job(self, **request: Any) -> dict[str, Any]:
         from botocore.exceptions import ClientError
@@ -32,6 +33,11 @@ class FakeBatch:
         self.submitted.append(request)
         self.jobs[job_id] = {"jobId": job_id, "status": "SUBMITTED"}
         return {"jobId": job_id, "jobName": request["jobName"]}
+
+    def terminate_job(self, jobId: str, reason: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        self.jobs[jobId] = {**self.jobs[jobId], "status": "FAILED", "statusReason": reason}
+        self.terminated.append(jobId)
+        return {}
 
     def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
         return {"jobs": [self.jobs[job_id] for job_id in jobs if job_id in self.jobs]}
@@ -234,3 +240,33 @@ def test_the_images_a_version_trained_on_are_left_out_unless_asked_for(trained, 
     assert "include_training_images" in refused.json["error"]["message"]
     assert evaluate(trained, {"dataset": "pets", "include_training_images": "yes"}).json["error"]["code"] == (
         "invalid_include_training_images")
+
+
+def stored_keys(prefix: str) -> list[str]:
+    listed = aws.client("s3").list_objects_v2(Bucket=get_settings().artifact_bucket, Prefix=prefix)
+    return [obj["Key"] for obj in listed.get("Contents", [])]
+
+
+def test_deleting_a_model_removes_its_evaluations_and_stops_their_jobs(trained, batch):
+    finished = evaluate(trained, {"dataset": "more-pets"}).json
+    put_json(f"evaluations/{finished['evaluation_id']}/evaluation.json",
+             {"metrics": {"accuracy": 1.0}, "images": {"total": 11, "evaluated": 11, "unknown_class": 0}})
+    assert evaluation(finished["evaluation_id"]).json["status"] == "succeeded"  # read: settled from its report
+    running = evaluate(trained, {"dataset": "more-pets"}).json
+    assert len(stored_keys("evaluations/")) == 3  # two manifests and a report
+
+    deleted = request("apigw_post_model_versions.json", method="DELETE", path=f"/v1/models/{trained}")
+    assert deleted.status in (200, 202), deleted.json
+    for record in (finished, running):
+        assert evaluation(record["evaluation_id"]).status == 404
+    assert stored_keys("evaluations/") == []
+    assert batch.terminated == [running["job_id"]]  # the unfinished one, so that it writes no report afterwards
+
+
+def test_deleting_a_version_removes_only_that_versions_evaluations(trained, batch):
+    kept = evaluate(trained, {"dataset": "more-pets"}).json
+    assert evaluations.delete_evaluations_of(trained, 2) == 0  # version 2 has none
+    assert evaluation(kept["evaluation_id"]).status == 200
+    deleted = request("apigw_post_model_versions.json", method="DELETE", path=f"/v1/models/{trained}/versions/1")
+    assert deleted.status == 200, deleted.json
+    assert evaluation(kept["evaluation_id"]).status == 404 and stored_keys("evaluations/") == []
