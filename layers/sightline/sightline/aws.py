@@ -18,7 +18,9 @@ from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+# 32 pooled connections: the training job fetches 16 images at a time through one client (urllib3's default
+# pool of 10 discarded the rest after every call).
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
 # S3 answers a missing object as NoSuchKey (GET), a bare 404 (HEAD) or NotFound; a missing version as NoSuchVersion.
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404", "ResourceNotFoundException"})
