@@ -131,6 +131,17 @@ def is_retryable(error: BaseException) -> bool:
 # ---------------------------------------------------------------- DynamoDB values
 
 
+def delete_prefixes(bucket: str, prefixes: list[str]) -> None:
+    """Delete every object under each of ``prefixes`` in ``bucket`` (a listing page is at most 1,000 keys, which
+    is also ``DeleteObjects``' limit)."""
+    s3 = client("s3")
+    for prefix in prefixes:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if found:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": found, "Quiet": True})
+
+
 def query_items(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
     """Every item a DynamoDB query matches, across its pages."""
     while True:

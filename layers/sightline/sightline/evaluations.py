@@ -179,7 +179,6 @@ def delete_evaluations_of(model_id: str, version: int | None = None) -> int:
     pointers = [item for item in aws.query_items(
         table, KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)) & Key("sk").begins_with(_POINTER),
         ConsistentRead=True) if version is None or int(item["evaluated_version"]) == version]
-    s3, bucket = aws.client("s3"), get_settings().artifact_bucket
     for pointer in pointers:
         evaluation_id = str(pointer["evaluation_id"])
         record = _read(evaluation_id) or {}
@@ -189,11 +188,7 @@ def delete_evaluations_of(model_id: str, version: int | None = None) -> int:
             except ClientError as error:  # a job Batch no longer knows has nothing left to stop
                 logger.warning("evaluation job not stopped", extra={"evaluation_id": evaluation_id,
                                                                     "detail": one_line(str(error))})
-        prefix = evaluation_prefix(evaluation_id)
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            found = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            if found:  # a page holds at most 1,000 keys, delete_objects' limit
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": found, "Quiet": True})
+        aws.delete_prefixes(get_settings().artifact_bucket, [evaluation_prefix(evaluation_id)])
         table.delete_item(Key={"pk": _pk(evaluation_id), "sk": "META"})
         table.delete_item(Key={"pk": pointer["pk"], "sk": pointer["sk"]})
     return len(pointers)

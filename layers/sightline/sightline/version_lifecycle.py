@@ -15,7 +15,6 @@ from sightline.errors import Conflict
 logger = Logger(child=True)
 
 _PROMOTION_ATTEMPTS = 10
-S3_DELETE_BATCH = 1000
 
 
 def promote_version(model_id: str, version_number: int) -> dict[str, Any]:
@@ -80,11 +79,4 @@ def delete_model(model_id: str) -> dict[str, Any]:
 
 
 def _delete_prefixes(prefixes: list[str]) -> None:
-    s3 = aws.client("s3")
-    bucket = get_settings().artifact_bucket
-    for prefix in prefixes:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys_found = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            for start in range(0, len(keys_found), S3_DELETE_BATCH):
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys_found[start:start + S3_DELETE_BATCH],
-                                                         "Quiet": True})
+    aws.delete_prefixes(get_settings().artifact_bucket, prefixes)
