@@ -150,7 +150,8 @@ def test_a_training_version_shows_its_progress_and_stops_when_cancelled(stack, a
     cancelled = api.post(f"/v1/models/{model_id}/versions/1/cancel")
     assert (cancelled.status, cancelled.json()["status"]) == (200, "cancelled"), cancelled.body
     batch = stack.client("batch")
-    [queue] = batch.describe_job_queues()["jobQueues"]  # the template's one training queue
+    [queue] = [q for q in batch.describe_job_queues()["jobQueues"]  # the template's one GPU training queue
+               if q["jobQueueName"].endswith("-training")]
     [job] = batch.list_jobs(jobQueue=queue["jobQueueArn"],
                             filters=[{"name": "JOB_NAME", "values": [f"sightline-{model_id}-v1"]}])["jobSummaryList"]
     deadline = time.monotonic() + 60
@@ -251,7 +252,11 @@ def test_a_trained_classifier_is_evaluated_on_a_dataset_and_compared(api, datase
     done = api.wait_for(f"/v1/evaluations/{evaluation_id}", lambda e: e["status"] in ("succeeded", "failed"),
                         timeout=TRAINING_TIMEOUT, interval=2)
     assert done["status"] == "succeeded", done.get("failure_reason")
-    assert done["images"] == {"total": 16, "evaluated": 16, "unknown_class": 0, "partly_unknown": 0}
+    # The 16 images of "shapes" less those version 1 trained on: only its validation images are scored.
+    excluded = started.json()["excluded_training_images"]
+    assert 0 < excluded < 16 and done["excluded_training_images"] == excluded
+    assert done["images"] == {"total": 16 - excluded, "evaluated": 16 - excluded, "unknown_class": 0,
+                              "partly_unknown": 0}
     assert done["class_mismatch"] == {"dataset_only": [], "model_only": []}
     assert 0.0 <= done["metrics"]["accuracy"] <= 1.0
     report = json.loads(urllib.request.urlopen(done["report"]["url"], timeout=10).read())
