@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from sightline_training.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
-RESULT_ENV = "SIGHTLINE_DISTRIBUTED_RESULT"  # where rank 0 writes {"exit_code", "reason"} for the launcher
+RESULT_ENV = "SIGHTLINE_DISTRIBUTED_RESULT"  # the folder where each rank writes {"exit_code", "reason"}
 # Ranks wait at barriers while rank 0 evaluates and exports: long enough for a big validation split.
 GROUP_TIMEOUT = timedelta(minutes=60)
 
@@ -170,10 +171,12 @@ def processes_for(gpus: int, device: str) -> int:
 
 
 def launch(job_argv: Sequence[str], processes: int, work_dir: Path) -> int:
-    """Run the job as ``processes`` torchrun ranks; rank 0's exit code (143 after SIGTERM, 1 if it wrote none)."""
+    """Run the job as ``processes`` torchrun ranks; rank 0's exit code, or that of the rank that failed when
+    rank 0 was stopped before it could report (143 after SIGTERM, 1 if no rank reported)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    result = work_dir / "rank0-result.json"
-    result.unlink(missing_ok=True)
+    result = work_dir / "rank-results"
+    shutil.rmtree(result, ignore_errors=True)
+    result.mkdir()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                f"--nproc-per-node={processes}", "-m", "sightline_training", *job_argv]
     environment = {**os.environ, RESULT_ENV: str(result), "PYTHONPATH": _python_path()}
@@ -192,8 +195,8 @@ def launch(job_argv: Sequence[str], processes: int, work_dir: Path) -> int:
         code = child.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if result.is_file():
-        reported = json.loads(result.read_text())
+    reported = _chosen_report(result)
+    if reported is not None:
         if reported.get("reason"):
             print(reported["reason"], file=sys.stderr, flush=True)
         return int(reported["exit_code"])
@@ -206,10 +209,20 @@ def launch(job_argv: Sequence[str], processes: int, work_dir: Path) -> int:
 
 
 def report_result(ctx: Context, exit_code: int, reason: str | None) -> None:
-    """Rank 0 tells the launcher how the job ended."""
+    """Each rank tells the launcher how it ended (renamed into place: a rank killed mid-write leaves nothing)."""
     path = os.environ.get(RESULT_ENV)
-    if ctx.enabled and ctx.is_main and path:
-        Path(path).write_text(json.dumps({"exit_code": exit_code, "reason": reason}))
+    if ctx.enabled and path:
+        written = Path(path) / f"rank{ctx.rank}.json.partial"
+        written.write_text(json.dumps({"exit_code": exit_code, "reason": reason}))
+        os.replace(written, written.with_suffix(""))
+
+
+def _chosen_report(folder: Path) -> dict[str, Any] | None:
+    """The lowest rank's report of a failure of its own (not 0, not 143: torchrun stops the other ranks with
+    SIGTERM once one fails, so theirs say "interrupted", or nothing when they were killed first); else rank 0's."""
+    reports = {int(path.stem.removeprefix("rank")): json.loads(path.read_text()) for path in folder.glob("rank*.json")}
+    failed = [reports[rank] for rank in sorted(reports) if reports[rank].get("exit_code") not in (0, 143)]
+    return failed[0] if failed else reports.get(0)
 
 
 def _python_path() -> str:

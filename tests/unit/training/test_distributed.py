@@ -9,10 +9,11 @@ import os
 import signal
 import threading
 
+import pytest
 import torch
 from sightline.contract import CHECKPOINT_FILE
 from sightline.templates import get_template
-from sightline_training import models
+from sightline_training import distributed, models
 from training_helpers import run
 
 PARAMS = {"epochs": 6, "image_size": 32, "batch_size": 2, "gpus": 2, "augment": 0.0, "early_stopping_patience": 0}
@@ -71,3 +72,18 @@ def test_a_rank_failure_exits_as_one_process_would(colour_manifest, tmp_path, ca
 
     assert code == 2  # invalid input, from rank 0's report, not torchrun's own exit code
     assert "unknown template 'no_such_template'" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("reports", "chosen"), [
+    ({1: (2, "unknown template")}, 2),  # torchrun killed rank 0 before it could report
+    ({0: (143, "interrupted"), 1: (2, "unknown template")}, 2),  # rank 0 stopped because rank 1 failed
+    ({0: (0, None), 1: (0, None)}, 0),
+    ({0: (143, "interrupted"), 1: (143, "interrupted")}, 143),  # a SIGTERM from outside: every rank stopped
+    ({}, None),
+])
+def test_the_launcher_answers_with_the_failure_that_ended_the_job(tmp_path, reports, chosen):
+    for rank, (code, reason) in reports.items():
+        (tmp_path / f"rank{rank}.json").write_text(json.dumps({"exit_code": code, "reason": reason}))
+    (tmp_path / "rank3.json.partial").write_text("{")  # a rank killed while writing leaves no report
+    report = distributed._chosen_report(tmp_path)
+    assert (report["exit_code"] if report else None) == chosen
