@@ -64,9 +64,12 @@ def model_pk(model_id: str) -> str:
     return f"MODEL#{model_id}"
 
 
+VERSION_PREFIX = "VERSION#"
+
+
 def version_sk(version: int) -> str:
     # Zero-padded so versions sort numerically.
-    return f"VERSION#{version:06d}"
+    return f"{VERSION_PREFIX}{version:06d}"
 
 
 def image_key(sha256: str, extension: str) -> str:

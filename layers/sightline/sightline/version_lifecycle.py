@@ -74,7 +74,8 @@ def delete_model(model_id: str) -> dict[str, Any]:
         for item in items:
             writer.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
     events.publish("ModelDeleted", {"model_id": model_id})
-    logger.info("model deleted", extra={"model_id": model_id, "versions": len(items) - 1})
+    versions = sum(1 for item in items if str(item["sk"]).startswith(keys.VERSION_PREFIX))  # not META, pointers
+    logger.info("model deleted", extra={"model_id": model_id, "versions": versions})
     return {"model_id": model_id, "deleted": True}
 
 
