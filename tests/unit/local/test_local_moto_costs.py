@@ -114,3 +114,46 @@ def test_moto_finds_its_services_from_a_list_read_once():
     moto_costs.install()
     assert list(backends.list_of_moto_modules()) == list(backends.list_of_moto_modules()) == before
     assert "s3" in before and "dynamodb" in before
+
+
+def test_sends_keep_fifo_content_deduplication_and_the_queues_counts(aws_resources):
+    moto_costs.install()
+    sqs = boto3.client("sqs")
+    fifo = sqs.create_queue(QueueName="dedupe.fifo", Attributes={"FifoQueue": "true",
+                                                                 "ContentBasedDeduplication": "true"})["QueueUrl"]
+    plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+    for _ in range(3):
+        sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+        sqs.send_message(QueueUrl=plain, MessageBody="same")
+
+    fifo_attributes = sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])["Attributes"]
+    plain_attributes = sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["All"])["Attributes"]
+    assert fifo_attributes["ApproximateNumberOfMessages"] == "1"  # the same content twice more was deduplicated
+    assert fifo_attributes["ContentBasedDeduplication"] == "true"
+    assert plain_attributes["ApproximateNumberOfMessages"] == "3"
+    assert "ContentBasedDeduplication" not in plain_attributes
+
+
+def test_a_batch_delete_answers_per_handle_as_moto_does(aws_resources):
+    moto_costs.install()
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+    for number in range(4):
+        sqs.send_message(QueueUrl=url, MessageBody=str(number))
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    by_body = {message["Body"]: message["ReceiptHandle"] for message in first}
+    newer = {message["Body"]: message["ReceiptHandle"] for message in again}
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=newer["3"])
+
+    answer = sqs.delete_message_batch(QueueUrl=url, Entries=[
+        {"Id": "old-handle", "ReceiptHandle": by_body["0"]},  # a message's earlier handle still deletes it
+        {"Id": "current", "ReceiptHandle": newer["1"]},
+        {"Id": "already-deleted", "ReceiptHandle": newer["3"]},
+        {"Id": "invalid", "ReceiptHandle": "not-a-handle"},
+    ])
+
+    assert sorted(entry["Id"] for entry in answer["Successful"]) == ["already-deleted", "current", "old-handle"]
+    assert [(entry["Id"], entry["Code"]) for entry in answer.get("Failed", [])] == [("invalid", "ReceiptHandleIsInvalid")]
+    remaining = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert remaining["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # only "2" is left
