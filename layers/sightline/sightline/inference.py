@@ -14,6 +14,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -98,20 +99,28 @@ class Predictor:
         if missing:
             raise ModelArtifactError(f"model has no output {missing} (it has {sorted(outputs)})")
 
-    def predict(self, image: Image.Image, threshold: float | None, max_results: int) -> list[dict]:
+    def predict(self, image: Image.Image, threshold: float | None, max_results: int,
+                classes: Collection[str] | None = None) -> list[dict]:
         """Predictions for an upright RGB image, best first: ``{"label", "score"}`` plus ``"box"`` for detectors.
-        ``threshold`` None: each class's assumed threshold (``thresholds``)."""
+        ``threshold`` None: each class's assumed threshold (``thresholds``); ``classes``: only these labels (before
+        ``max_results`` is applied, so asking for one class never loses its results to others)."""
         tensor = to_tensor(image, self.input_spec)
         results = self._session.run(self._output_names, {self.input_spec.name: tensor})
+        cutoffs = self._cutoffs(threshold, classes)
         if self.task == DETECTION:
-            return self._detections(results, image.size, threshold, max_results)
-        return self._classifications(results[0], threshold, max_results)
+            return self._detections(results, image.size, cutoffs, max_results)
+        return self._classifications(results[0], cutoffs, max_results)
 
-    def _cutoffs(self, threshold: float | None) -> np.ndarray:
-        """The lowest reported score per class: the caller's for every class, or each class's assumed one."""
-        return self.thresholds if threshold is None else np.full(len(self.classes), float(threshold))
+    def _cutoffs(self, threshold: float | None, classes: Collection[str] | None = None) -> np.ndarray:
+        """The lowest reported score per class: the caller's for every class, or each class's assumed one; an
+        infinite one for the classes the caller left out."""
+        cutoffs = self.thresholds.copy() if threshold is None else np.full(len(self.classes), float(threshold))
+        if classes is not None:
+            wanted = set(classes)
+            cutoffs[[index for index, name in enumerate(self.classes) if name not in wanted]] = np.inf
+        return cutoffs
 
-    def _classifications(self, logits: Any, threshold: float | None, max_results: int) -> list[dict]:
+    def _classifications(self, logits: Any, cutoffs: np.ndarray, max_results: int) -> list[dict]:
         """Classification: the softmax (the background's share dropped); multilabel: each class's sigmoid."""
         values = np.asarray(logits, dtype=np.float64).reshape(-1)
         expected = len(self.classes) + int(self.background)
@@ -120,12 +129,11 @@ class Predictor:
                                      + (" and the background" if self.background else ""))
         scores = sigmoid(values) if self.task == MULTILABEL else softmax(values)[: len(self.classes)]
         ranked = np.argsort(-scores, kind="stable")
-        cutoffs = self._cutoffs(threshold)
         kept = [int(i) for i in ranked if scores[i] >= cutoffs[i]][:max_results]
         return [{"label": self.classes[i], "score": _score(scores[i])} for i in kept]
 
     def _detections(
-        self, results: list[Any], image_size: tuple[int, int], threshold: float | None, max_results: int
+        self, results: list[Any], image_size: tuple[int, int], cutoffs: np.ndarray, max_results: int
     ) -> list[dict]:
         # A leading batch axis of 1, if the export kept one, is dropped by the reshapes.
         boxes = np.asarray(results[0], dtype=np.float64).reshape(-1, 4)
@@ -141,7 +149,7 @@ class Predictor:
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] * (height / self.input_spec.height), 0, height)
         known = (label_ids >= 1) & (label_ids <= len(self.classes))  # 0 is background
         # Each box against its class's cutoff (an unknown label's is infinite: it is dropped anyway).
-        cutoffs = np.where(known, self._cutoffs(threshold)[np.clip(label_ids - 1, 0, len(self.classes) - 1)], np.inf)
+        cutoffs = np.where(known, cutoffs[np.clip(label_ids - 1, 0, len(self.classes) - 1)], np.inf)
         keep = (
             np.isfinite(scores)
             & (scores >= cutoffs)
