@@ -1,8 +1,9 @@
-"""POST /v1/models/{id}/predict behind an API Gateway REST API (Lambda proxy integration).
+"""POST /v1/models/{id}/predict and POST /v1/predict (several models) behind an API Gateway REST API (Lambda
+proxy integration).
 
 Only translation lives here: ``sightline.predict_request.predict_event`` reads and answers the event; its answer
-or error becomes the proxy response. Raw image bodies arrive base64-encoded when the API lists ``image/*``
-among its binary media types. Each invocation emits EMF metrics: ``Predictions`` and ``PredictLatency`` for an
+or error becomes the proxy response. Raw image, zip and multipart bodies arrive base64-encoded: the API lists
+their media types among its binary media types. Each invocation emits EMF metrics: ``Predictions`` and ``PredictLatency`` for an
 answer, ``PredictClientErrors`` or ``PredictServerErrors`` otherwise.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _response(status: int, document: dict) -> dict:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
-    model_id = (event.get("pathParameters") or {}).get("id") or ""
+    model_id = (event.get("pathParameters") or {}).get("id") or "(several)"
     logger.append_keys(model_id=model_id)
     metrics.add_metadata(key="model_id", value=model_id)  # metadata, not a dimension: one metric for all models
     started = time.perf_counter()
@@ -53,5 +54,19 @@ def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
     count("Predictions")
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
                        value=round((time.perf_counter() - started) * 1000, 3))
-    logger.info("predicted", extra={"version": answer["version"], "predictions": len(answer["predictions"])})
+    logger.info("predicted", extra=_summary(answer))
     return _response(200, answer)
+
+
+def _summary(answer: dict) -> dict:
+    """What the log says of an answer: each model's version and how many images and predictions it gave."""
+    summary = {}
+    for result in answer.get("results", [answer]):
+        images = result.get("images", [result])
+        summary[result["model_id"]] = {
+            "version": result.get("version"),
+            "images": len(images),
+            "predictions": sum(len(image.get("predictions", [])) for image in images),
+            "errors": sum(1 for image in images if "error" in image) + int("error" in result),
+        }
+    return {"models": summary}

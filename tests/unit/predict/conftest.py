@@ -41,9 +41,12 @@ def seed_model(aws_resources) -> Callable[..., str]:
 
 @pytest.fixture(autouse=True)
 def fresh_predictor_cache():
-    """Each test starts cold, as a new Lambda container would."""
+    """Each test starts cold (no model, no remembered serving version), as a new Lambda container would."""
     from sightline.inference import clear_predictor_cache
+    from sightline.serving import clear_serving_cache
 
     clear_predictor_cache()
+    clear_serving_cache()
     yield
     clear_predictor_cache()
+    clear_serving_cache()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sightline import contract, keys, model_registry
+from sightline import contract, keys, model_registry, serving
+from sightline.config import get_settings
 from sightline.errors import SightlineError
 from sightline.predict_request import predict_request
 from predict_helpers import classifier_labels, detector_labels, encode, png_claiming, solid, upload_version
@@ -191,7 +192,10 @@ def test_a_warm_container_does_not_fetch_the_model_again(aws_resources, classifi
     assert predict_request(classifier_id, body, "image/png", {}) == first
 
 
-def test_a_promoted_version_is_served_at_once(aws_resources, classifier_id, classifier_onnx):
+def test_a_promoted_version_answers_once_the_remembered_lookup_expires(aws_resources, classifier_id, classifier_onnx,
+                                                                       monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(serving, "_cache", serving.ServingCache(clock=lambda: now[0]))
     body = encode(solid((20, 30, 220)))
     assert predict_request(classifier_id, body, "image/png", {})["predictions"][0]["label"] == "blue"
 
@@ -202,6 +206,9 @@ def test_a_promoted_version_is_served_at_once(aws_resources, classifier_id, clas
     })
     model_registry.update_model(classifier_id, serving_version=2)
 
+    now[0] += get_settings().serving_cache_seconds - 0.5
+    assert predict_request(classifier_id, body, "image/png", {})["version"] == 1  # remembered: no table reads
+    now[0] += 1.0
     answer = predict_request(classifier_id, body, "image/png", {})
     assert answer["version"] == 2
     assert answer["predictions"][0]["label"] == "sky"
