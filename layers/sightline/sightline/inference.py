@@ -16,15 +16,15 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
-from sightline import aws, keys
-from sightline.config import get_settings
 from sightline.contract import CLASSIFICATION, DETECTION, LABELS_FILE, LABELS_FORMAT, MODEL_FILE, MULTILABEL
-from sightline.imaging import InputSpec, to_tensor
+from sightline.imaging import InputSpec, source_size, to_tensor
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Without a caller's threshold each class's assumed threshold applies (labels.json ``thresholds``: the score of
 # its best F1 on the validation set). These are for classes without one, and for versions trained before them: a
@@ -49,11 +49,30 @@ def _output_names(labels: dict, roles: tuple[str, ...]) -> list[str]:
     return [str(outputs.get(role, role)) for role in roles]
 
 
+# Lambda's CPU share grows with memory: one vCPU's worth at 1,769 MB, up to 6 at 10,240 MB.
+LAMBDA_MB_PER_VCPU = 1769
+THREADS_VARIABLE = "SIGHTLINE_PREDICT_THREADS"  # an explicit count (benchmarks, a local stack on a shared host)
+
+
+def predict_threads(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """onnxruntime's threads for one run: the vCPUs the function's memory buys, never more than the cores seen.
+
+    Lambda shows every container two or more cores whatever its share, so counting cores would give a 2 GB
+    function (1.16 vCPUs) two threads that take turns on one vCPU's quota.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if environ.get(THREADS_VARIABLE):
+        return max(1, int(environ[THREADS_VARIABLE]))
+    memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    if memory:
+        return max(1, min(cores, round(int(memory) / LAMBDA_MB_PER_VCPU)))
+    return max(1, cores)
+
+
 def _session_options(ort: Any) -> Any:
     options = ort.SessionOptions()
-    # Lambda gives 1 to 6 vCPUs depending on memory; one request at a time, so every core goes to one run.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    options.intra_op_num_threads = max(1, cores)
+    # One request at a time, so every thread the function's vCPUs allow goes to one run.
+    options.intra_op_num_threads = predict_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -108,7 +127,7 @@ class Predictor:
         results = self._session.run(self._output_names, {self.input_spec.name: tensor})
         cutoffs = self._cutoffs(threshold, classes)
         if self.task == DETECTION:
-            return self._detections(results, image.size, cutoffs, max_results)
+            return self._detections(results, source_size(image), cutoffs, max_results)
         return self._classifications(results[0], cutoffs, max_results)
 
     def _cutoffs(self, threshold: float | None, classes: Collection[str] | None = None) -> np.ndarray:
@@ -144,7 +163,8 @@ class Predictor:
                 f"detector outputs disagree: {len(boxes)} boxes, {len(scores)} scores, {len(label_ids)} labels"
             )
         width, height = image_size
-        # Boxes come in the resized input's pixels; the caller wants the pixels of the image it sent.
+        # Boxes come in the resized input's pixels; the caller wants the pixels of the image it sent (which
+        # decode_image may have decoded smaller: source_size).
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]] * (width / self.input_spec.width), 0, width)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]] * (height / self.input_spec.height), 0, height)
         known = (label_ids >= 1) & (label_ids <= len(self.classes))  # 0 is background
@@ -263,6 +283,11 @@ def _fetch(artifact: str, path: Path) -> Path:
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Imported here: boto3 is most of a fresh process's import time, and a predictor from a local file
+    # (evaluation, benchmarks) never needs it.
+    from sightline import aws, keys
+    from sightline.config import get_settings
+
     partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
     try:
         bucket, key = keys.split_location(artifact, get_settings().artifact_bucket)
