@@ -15,6 +15,8 @@
 - Costs: some moto calls cost time that grows with the table or the queue, or far more than AWS's (transactions,
   queries and their answers, SQS sends and receives, finding a request's service); ``moto_costs`` gives them
   costs closer to AWS's, with the same outcomes.
+- Step Functions Distributed Map: moto's grammar has no ``ItemBatcher`` and its S3 ``listObjectsV2`` reader
+  reads one page; ``distributed_map`` batches the reader's items and lists every page, as AWS does.
 - SQS event sources: moto pushes each message to Lambda on its own, inside the send, and ignores
   ``batchItemFailures``; here a mapping is only recorded, and ``sqs_poller`` polls the queue as Lambda does.
 """
@@ -27,7 +29,7 @@ from typing import Any, Callable
 
 import botocore.session
 
-from sightline_local import moto_costs
+from sightline_local import distributed_map, moto_costs
 from sightline_local.batch_runner import LocalJobRunner
 from sightline_local.lambda_runtime import LambdaRuntime
 
@@ -45,6 +47,7 @@ def install(runtime: LambdaRuntime, job_runner: LocalJobRunner, start_execution:
     _patch_lambda(runtime)
     _patch_batch(job_runner)
     _patch_stepfunctions_batch()
+    distributed_map.install()
     _patch_s3_notifications(runtime)
     _patch_eventbridge_targets(runtime, start_execution)
     _patch_stepfunctions_status_events()

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_policy, model_registry, retraining, templates, training_spec, version_lifecycle, workflow
-from sightline import artifacts, evaluations
+from sightline import artifacts, batch_predictions, evaluations
 from sightline.contract import TASKS, ModelStatus, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
@@ -354,6 +354,18 @@ def compare_evaluations() -> dict:
 @route("GET", "/v1/evaluations/<evaluation_id>")
 def get_evaluation(evaluation_id: str) -> dict:
     return evaluations.get_evaluation(evaluation_id)
+
+
+@route("POST", "/v1/models/<model_id>/batch-predictions")
+def create_batch_prediction(model_id: str) -> Response:
+    """Predict every object (images, video frames) under an S3 prefix of the data bucket, as a workflow."""
+    job = batch_predictions.start_batch_prediction(model_id, _json_body())
+    return json_response(202, job, headers={"Location": f"/v1/batch-predictions/{job['batch_prediction_id']}"})
+
+
+@route("GET", "/v1/batch-predictions/<batch_prediction_id>")
+def get_batch_prediction(batch_prediction_id: str) -> dict:
+    return batch_predictions.get_batch_prediction(batch_prediction_id)
 
 
 @route("POST", "/v1/models/<model_id>/versions/<version>/cancel")

@@ -33,6 +33,8 @@ class Settings:
     evaluation_job_definition: str = ""
     # Powertools Metrics' namespace of the functions' EMF metrics (the template's POWERTOOLS_METRICS_NAMESPACE).
     metrics_namespace: str = "Sightline"
+    # The batch prediction workflow (POST /v1/models/{id}/batch-predictions: statemachines/batch_predict.asl.json).
+    batch_prediction_state_machine_arn: str = ""
     # Seconds a warm predict container remembers which version serves a model (sightline.serving); 0 = never.
     serving_cache_seconds: float = 5.0
 
@@ -73,5 +75,6 @@ def get_settings() -> Settings:
         evaluation_job_queue=os.environ.get("EVALUATION_JOB_QUEUE", ""),
         evaluation_job_definition=os.environ.get("EVALUATION_JOB_DEFINITION", ""),
         metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Sightline",
+        batch_prediction_state_machine_arn=os.environ.get("BATCH_PREDICTION_STATE_MACHINE_ARN", ""),
         serving_cache_seconds=max(0.0, _float("SERVING_CACHE_SECONDS", 5.0)),
     )

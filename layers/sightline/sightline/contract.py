@@ -96,6 +96,17 @@ def evaluation_prefix(evaluation_id: str) -> str:
     return f"evaluations/{evaluation_id}/"
 
 
+BATCH_PREDICTION_FORMAT = "sightline.batch-predictions/v1"
+# A batch prediction's folder in the artifact bucket: one JSON Lines part per batch of objects, then manifest.json
+# (the parts and the counts) when the job ends.
+BATCH_PREDICTION_PARTS = "parts/"
+
+
+def batch_prediction_prefix(batch_prediction_id: str) -> str:
+    """Where a batch prediction writes its results in the artifact bucket."""
+    return f"batch-predictions/{batch_prediction_id}/"
+
+
 # ---------------------------------------------------------------- states
 
 
@@ -121,6 +132,12 @@ class EvaluationStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class BatchPredictionStatus(StrEnum):
+    RUNNING = "running"  # the workflow was started: objects are listed and predicted in batches
+    SUCCEEDED = "succeeded"  # every listed object has its line(s); failed objects are lines with their error
+    FAILED = "failed"  # the job itself failed (the prefix could not be listed, the workflow died): failure_reason
 
 
 class ModelStatus(StrEnum):

@@ -72,6 +72,15 @@ def version_sk(version: int) -> str:
     return f"{VERSION_PREFIX}{version:06d}"
 
 
+def batch_prediction_pk(batch_prediction_id: str) -> str:
+    return f"BATCHPREDICTION#{batch_prediction_id}"
+
+
+def batch_part_sk(part_id: str) -> str:
+    """One batch of objects whose lines were written and counted (a retried batch is counted once)."""
+    return f"PART#{part_id}"
+
+
 def image_key(sha256: str, extension: str) -> str:
     """Content-addressed, immutable copy of a registered image in the artifact bucket."""
     return f"images/{sha256[:2]}/{sha256}.{extension}"
