@@ -70,7 +70,7 @@ def card_document(*, manifest: Manifest, manifest_uri: str, snapshot: str | None
     headline = {name: metrics[name] for name in (metrics.get("primary_metric"),) if name in metrics}
     measured = {key: value for key, value in metrics.items()
                 if key not in ("history", "per_class", "confusion_matrix", "assumed_thresholds", "recipe",
-                               "weights", "onnx_check", "device")}
+                               "weights", "onnx_check", "device", "quantization")}
     return {
         "format": CARD_FORMAT,
         "task": labels["task"],
@@ -83,11 +83,13 @@ def card_document(*, manifest: Manifest, manifest_uri: str, snapshot: str | None
         "classes": class_counts(manifest),
         "input": labels["input"],
         "background": bool(labels.get("background", False)),
+        "precision": labels.get("precision", "fp32"),
         "primary_metric": {"name": metrics.get("primary_metric"), **headline},
         "metrics": measured,
         "per_class": metrics.get("per_class"),
         "assumed_thresholds": labels.get("thresholds", {}),
         "onnx_check": metrics.get("onnx_check"),
+        "quantization": metrics.get("quantization"),
         "training": {"epochs": metrics.get("epochs"), "best_epoch": metrics.get("best_epoch"),
                      "stopped_early": metrics.get("stopped_early"), "recipe": metrics.get("recipe"),
                      "seconds": round(sum(float(entry.get("seconds", 0.0)) for entry in history), 3)},

@@ -104,8 +104,9 @@ def labels_document(template: TrainingTemplate, classes: Sequence[str], spec: In
     for a caller who gives none; a class without one gets the task's default there."""
     outputs = ({"logits": "logits"} if template.task in CLASSIFIER_TASKS
                else {name: name for name in DETECTOR_OUTPUTS})
+    # precision: what model.onnx computes in; the job sets "int8" when it publishes a quantized model.
     document = {"format": LABELS_FORMAT, "task": template.task, "template": template.id, "classes": list(classes),
-                "input": spec.to_dict(), "outputs": outputs}
+                "input": spec.to_dict(), "outputs": outputs, "precision": "fp32"}
     if background:
         if template.task != CLASSIFICATION:
             raise ValueError(f"only classifiers have a background output, not {template.task} models")

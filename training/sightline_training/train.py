@@ -5,6 +5,7 @@ import copy
 import json
 import logging
 import random
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,10 +19,10 @@ from sightline import imaging
 from sightline.errors import BadRequest
 from sightline.contract import (CARD_FILE, CHECKPOINT_FILE, CLASSIFICATION, DETECTION, LABELS_FILE, METRICS_FILE,
                                 MODEL_FILE, MULTILABEL, snapshot_id)
-from sightline.templates import RUNTIME_PARAMS, TrainingTemplate, template_for
+from sightline.templates import EXPORT_PARAMS, RUNTIME_PARAMS, TrainingTemplate, template_for
 
 from sightline_training import (data, distributed, engine, export, metrics as measures, precision as precisions,
-                                progress, recipe, storage, weights)
+                                progress, quantize, recipe, storage, weights)
 from sightline_training.card import card_document
 from sightline_training.checkpoint import fetch_checkpoint, save_checkpoint
 from sightline_training.config import JobConfig
@@ -105,9 +106,11 @@ def plan_job(config: JobConfig) -> JobPlan:
         raise InvalidInput("the validation items have no boxes, so mAP cannot be measured")
     if manifest.task == MULTILABEL and not any(item.class_indices for item in validation_items):
         raise InvalidInput("the validation items have no labels, so average precision cannot be measured")
-    # Params of how it runs (gpus, precision) are left out: a checkpoint resumes on another number of GPUs.
+    # Params of how it runs (gpus, precision) are left out: a checkpoint resumes on another number of GPUs; and
+    # those of what is exported from the weights (quantize): a finished checkpoint exports again under others.
     args = {"template": template.id, "task": manifest.task, "classes": list(manifest.classes),
-            "params": {name: value for name, value in params.items() if name not in RUNTIME_PARAMS},
+            "params": {name: value for name, value in params.items()
+                       if name not in RUNTIME_PARAMS + EXPORT_PARAMS},
             "seed": config.seed}
     if manifest.has_negatives:
         args["background"] = True  # only then: checkpoints written before negatives existed still resume
@@ -256,9 +259,12 @@ def run_job(config: JobConfig) -> dict[str, Any]:
         stop.check()
         if not check.passed:
             raise JobFailed(f"ONNX check failed on {check.images} images: {check.reason}")
+        # params.quantize int8: the checked fp32 graph quantized, both measured; model.onnx becomes the one kept.
+        quantization = quantize_if_asked(plan, output_dir / MODEL_FILE, config.work_dir, labels, paths)
+        stop.check()
 
-        metrics = {**metrics_document(plan, history, device, check, per_class, best), "weights": starting_weights,
-                   "compute": compute}
+        metrics = {**metrics_document(plan, history, device, check, per_class, best, quantization),
+                   "weights": starting_weights, "compute": compute}
         (output_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2))
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         plots = render_plots(plan, output_dir, metrics, per_class, labels, paths)
@@ -288,14 +294,34 @@ def assumed_thresholds(classes: tuple[str, ...] | list[str],
             if entry.get("assumed_threshold")}
 
 
+def quantize_if_asked(plan: JobPlan, model_path: Path, work_dir: Path, labels: dict[str, Any],
+                      paths: dict[str, Path]) -> quantize.Decision | None:
+    """With ``params.quantize`` int8: quantize the exported model, measure both on the validation split, and
+    put the int8 one in ``model_path``'s place when it loses at most ``quantize_tolerance`` points of the primary
+    metric. ``labels["precision"]`` says which model ``model_path`` holds."""
+    if plan.params.get("quantize", "none") != quantize.INT8:
+        return None
+    int8_path = work_dir / "quantized" / model_path.name
+    decision = quantize.quantize_and_choose(
+        model_path, int8_path, labels, plan.manifest, plan.train_items, plan.validation_items, paths,
+        PRIMARY_METRIC[plan.template.task], float(plan.params["quantize_tolerance"]), plan.seed)
+    log.info("quantization: %s", json.dumps(decision.to_dict()))
+    if decision.published == quantize.INT8:
+        shutil.move(int8_path, model_path)
+        labels["precision"] = quantize.INT8
+    return decision
+
+
 def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch.device,
                      check: export.OnnxCheck, per_class: dict[str, Any] | list[dict[str, Any]] | None = None,
-                     best: recipe.BestEpoch | None = None) -> dict[str, Any]:
+                     best: recipe.BestEpoch | None = None,
+                     quantization: quantize.Decision | None = None) -> dict[str, Any]:
     """metrics.json: the best epoch's validation metrics (the exported weights are that epoch's, ``best_epoch``;
     the last epoch's without ``best``), whether early stopping ended training, what the recipe chose from the
     data; ``per_class`` by class name with each class's assumed threshold (also as ``assumed_thresholds``), a
     classifier's ``confusion_matrix``, a detector's ``by_size``; for multilabel the threshold of its F1 scores.
-    ``per_class``: engine.evaluate's details of the best epoch."""
+    ``per_class``: engine.evaluate's details of the best epoch. ``quantization``: with params.quantize int8, the
+    fp32 and int8 models' validation metrics and which one model.onnx is; the top-level metrics stay fp32's."""
     task = plan.template.task
     classes = list(plan.manifest.classes)
     best_epoch = best.epoch if best is not None and best.epoch is not None else history[-1]["epoch"]
@@ -327,6 +353,8 @@ def metrics_document(plan: JobPlan, history: list[dict[str, Any]], device: torch
                                         "matrix": details["confusion_matrix"]}
     if "by_size" in details:
         document["by_size"] = details["by_size"]
+    if quantization is not None:
+        document["quantization"] = quantization.to_dict()
     if plan.background:
         document["validation_negatives"] = sum(item.class_index is None for item in plan.validation_items)
     return document

@@ -62,6 +62,7 @@ def test_classifier_trains_exports_and_matches_onnx(local_manifest, tmp_path):
         "input": {"name": "images", "width": 64, "height": 64, "batch": True, "scale": 255.0,
                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "outputs": {"logits": "logits"},
+        "precision": "fp32",
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"task", "primary_metric", "accuracy", "precision_macro", "recall_macro", "f1_macro",
@@ -129,6 +130,7 @@ def test_detector_trains_exports_and_matches_onnx(local_manifest, tmp_path):
         "input": {"name": "images", "width": 32, "height": 32, "batch": False, "scale": 255.0,
                   "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
         "outputs": {"boxes": "boxes", "scores": "scores", "labels": "labels"},
+        "precision": "fp32",
     }
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"task", "primary_metric", "map_50", "map_50_95", "map_75", "ar_100", "per_class",

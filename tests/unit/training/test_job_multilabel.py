@@ -40,6 +40,7 @@ def test_a_multilabel_model_answers_every_class_present_and_none_for_a_negative(
         "input": {"name": "images", "width": 32, "height": 32, "batch": True, "scale": 255.0,
                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "outputs": {"logits": "logits"},
+        "precision": "fp32",
     }
     assert set(metrics) == {"task", "primary_metric", "mean_average_precision", "f1_micro", "f1_macro", "threshold",
                             "per_class", "assumed_thresholds", "validation_images", "epochs", "device", "history",
