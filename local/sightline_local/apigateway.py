@@ -185,7 +185,12 @@ class ApiFront:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _any
+            def __getattr__(self, name: str) -> Any:
+                # Every method reaches the front, which answers those no route has as API Gateway does (403),
+                # instead of http.server's 501 for TRACE, CONNECT or a made-up verb.
+                if name.startswith("do_"):
+                    return self._any
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.info("%s %s", self.address_string(), format % args)

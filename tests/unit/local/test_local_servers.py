@@ -161,3 +161,18 @@ def test_the_api_front_holds_a_burst_of_connections_until_it_can_accept_them():
             server.shutdown()
         server.server_close()
     assert answers == [b"HTTP/1.1 200 OK"] * clients
+
+
+def test_methods_no_route_has_are_refused_as_api_gateway_does():
+    server = ApiFront(HEALTH_ONLY_API, SlowRuntime(), set, "prod").serve(HOST, 0)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for method in ("TRACE", "CONNECT", "BREW"):
+            answer = request_until_the_server_closes(
+                port, f"{method} /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert answer.startswith(b"HTTP/1.1 403"), (method, answer[:200])
+            assert b"Missing Authentication Token" in answer
+    finally:
+        server.shutdown()
+        server.server_close()
