@@ -20,9 +20,15 @@ from typing import Any
 # AWS's default when only MaxItemsPerBatch is given.
 DEFAULT_MAX_INPUT_BYTES = 256 * 1024
 _BATCHER_ATTRIBUTE = "_sightline_item_batcher"
+_installed = False
 
 
 def install() -> None:
+    """Patch moto's interpreter (once per process: a second patch would batch the batches)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
     _patch_parser()
     _patch_map_run()
     _patch_list_objects()

@@ -19,7 +19,7 @@ from support import REPO, load_module
 
 pytestmark = pytest.mark.e2e
 
-write_video = load_module(REPO / "tests" / "unit" / "batch_predictions" / "conftest.py").write_video
+write_video = load_module(REPO / "tests" / "unit" / "batch_predictions" / "batch_helpers.py").write_video
 
 
 def _free_port() -> int:

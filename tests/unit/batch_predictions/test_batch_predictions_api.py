@@ -6,7 +6,7 @@ import json
 
 import boto3
 import pytest
-from conftest import helpers
+from batch_helpers import helpers
 
 from support import TEST_ENV
 

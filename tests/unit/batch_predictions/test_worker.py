@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import helpers
+from batch_helpers import helpers
 
 from sightline import batch_prediction_worker as worker
 from sightline import keys
