@@ -82,6 +82,16 @@ def test_detections_use_the_task_defaults_and_the_original_pixels(detector_id):
     }
 
 
+def test_a_big_jpeg_decoded_at_a_reduced_scale_is_answered_in_the_pixels_sent(detector_id):
+    # 1200x400 against a 64x32 input: the JPEG is decoded at 1/8 scale, yet sizes and boxes are the sent image's.
+    answer = predict_request(detector_id, encode(solid(WHITE, (1200, 400)), "JPEG", quality=95), "image/jpeg", {})
+    assert answer["image"] == {"width": 1200, "height": 400}
+    assert answer["predictions"][2]["box"] == {
+        "x_min": pytest.approx(40 * 1200 / 64, abs=0.01), "y_min": pytest.approx(16 * 400 / 32, abs=0.01),
+        "x_max": 1200.0, "y_max": 400.0,
+    }
+
+
 def test_the_query_string_sets_threshold_and_max_results_for_a_raw_body(detector_id):
     body = encode(solid(WHITE, (300, 100)))
     answer = predict_request(detector_id, body, "image/png", {"threshold": "0.2", "max_results": "4"})
