@@ -3,7 +3,8 @@ proxy integration).
 
 Only translation lives here: ``sightline.predict_request.predict_event`` reads and answers the event; its answer
 or error becomes the proxy response. Raw image, zip and multipart bodies arrive base64-encoded: the API lists
-their media types among its binary media types. Each invocation emits EMF metrics: ``Predictions`` and ``PredictLatency`` for an
+their media types among its binary media types. No X-Ray SDK here (sightline.observability says why): Lambda's active tracing
+traces the invocations. Each invocation emits EMF metrics: ``Predictions`` and ``PredictLatency`` for an
 answer, ``PredictClientErrors`` or ``PredictServerErrors`` otherwise.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sightline.errors import SightlineError
-from sightline.observability import count, metrics, tracer
+from sightline.observability import count, metrics
 from sightline.predict_request import predict_event
 
 logger = Logger()
@@ -30,7 +31,6 @@ def _response(status: int, document: dict) -> dict:
 
 # The correlation id is API Gateway's request id: every log line of the request carries it.
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
     model_id = (event.get("pathParameters") or {}).get("id") or "(several)"
