@@ -120,15 +120,18 @@ class Decision:
     int8: dict[str, float]
     calibration_images: int
     ops: dict[str, int] = field(default_factory=dict)
+    failure: str = ""  # why there is no int8 model to measure
 
     @property
-    def points_lost(self) -> float:
+    def points_lost(self) -> float | None:
         """fp32's primary metric minus int8's, in points (hundredths); negative when int8 does better."""
+        if self.failure:
+            return None
         return round(100.0 * (self.fp32[self.primary_metric] - self.int8[self.primary_metric]), 4)
 
     @property
     def published(self) -> str:
-        return INT8 if self.points_lost <= self.tolerance_points else FP32
+        return INT8 if not self.failure and self.points_lost <= self.tolerance_points else FP32
 
     def to_dict(self) -> dict[str, Any]:
         document = {"requested": INT8, "published": self.published, "primary_metric": self.primary_metric,
@@ -137,7 +140,9 @@ class Decision:
                     "method": "onnxruntime static QDQ: int8 per-channel weights (7-bit range), uint8 activations, "
                               "MinMax calibration on training images",
                     "quantized_ops": self.ops}
-        if self.published == FP32:
+        if self.failure:
+            document["reason"] = f"quantization failed: {self.failure}"
+        elif self.published == FP32:
             document["reason"] = (f"int8 loses {self.points_lost:g} points of {self.primary_metric} on the "
                                   f"validation split, more than quantize_tolerance {self.tolerance_points:g}")
         return document
@@ -146,13 +151,19 @@ class Decision:
 def quantize_and_choose(fp32_model: Path, int8_model: Path, labels: dict[str, Any], manifest: Manifest,
                         train: Sequence[ManifestItem], validation: Sequence[ManifestItem], paths: dict[str, Path],
                         primary_metric: str, tolerance_points: float, seed: int) -> Decision:
-    """Quantize ``fp32_model`` to ``int8_model``, measure both, and say which one to publish."""
+    """Quantize ``fp32_model`` to ``int8_model``, measure both, and say which one to publish. A quantization that
+    fails publishes fp32 with the reason: the trained model is worth more than its int8 form."""
     spec = imaging.InputSpec.from_labels(labels)
     tensors = calibration_tensors(train, paths, spec, seed)
-    quantize_int8(fp32_model, int8_model, spec.name, tensors)
-    ops = quantized_ops(int8_model)
-    if not ops:
-        raise RuntimeError(f"onnxruntime quantized no node of {fp32_model.name}")
+    try:
+        quantize_int8(fp32_model, int8_model, spec.name, tensors)
+        ops = quantized_ops(int8_model)
+        if not ops:
+            raise RuntimeError(f"onnxruntime quantized no node of {fp32_model.name}")
+    except Exception as error:  # noqa: BLE001 - onnxruntime's quantizer raises many kinds; fp32 stands
+        log.warning("INT8 quantization failed; publishing fp32", exc_info=True)
+        return Decision(primary_metric, float(tolerance_points), {}, {}, len(tensors),
+                        failure=f"{type(error).__name__}: {error}"[:300])
     measured = {}
     for precision, path in ((FP32, fp32_model), (INT8, int8_model)):
         scores = validation_metrics(path, labels, manifest, validation, paths)

@@ -14,6 +14,7 @@ from sightline.inference import Predictor
 from sightline.templates import get_template
 from sightline_training import quantize
 from sightline_training.__main__ import main
+from sightline_training.manifest import ManifestItem
 from training_helpers import PRIMARIES, colour_image, run
 
 COLOUR_PARAMS = {"epochs": 10, "image_size": 32, "batch_size": 16, "learning_rate": 0.005, "augment": 0.0}
@@ -61,6 +62,22 @@ def test_the_rule_publishes_int8_within_the_tolerance_only():
     assert lost["reason"] == ("int8 loses 3 points of accuracy on the validation split, more than "
                               "quantize_tolerance 1")
     assert "reason" not in decision(0.5, 0.6, 0.0).to_dict()
+
+
+def test_a_failed_quantization_publishes_fp32_with_its_reason(tmp_path):
+    # Not an ONNX model: onnxruntime's quantizer fails on it, and the trained model still publishes in fp32.
+    labels = {"format": "sightline.labels/v1", "task": "classification", "classes": ["a", "b"],
+              "input": {"name": "images", "width": 8, "height": 8, "batch": True, "scale": 255.0,
+                        "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}}
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not a graph")
+    colour_image(("red",), random.Random(0), 8).save(tmp_path / "red.png")
+    item = ManifestItem("red", "red.png", "train", 0, ())
+    decision = quantize.quantize_and_choose(broken, tmp_path / "int8.onnx", labels, None, [item], [],
+                                            {"red": tmp_path / "red.png"}, "accuracy", 1.0, seed=0)
+    document = decision.to_dict()
+    assert (document["published"], document["points_lost"], document["calibration_images"]) == ("fp32", None, 1)
+    assert document["reason"].startswith("quantization failed: ") and "ValueError" not in document["reason"]
 
 
 def outputs(tmp_path: Path, name: str) -> tuple[dict, dict, dict, Path]:
