@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sightline import aws, keys
@@ -28,7 +29,7 @@ from sightline.contract import (
     batch_prediction_prefix,
 )
 from sightline.errors import BadRequest, NotFound, SightlineError
-from sightline.predict_request import _classes, _max_results, _threshold, _version
+from sightline.predict_request import classes_option, max_results_option, threshold_option, version_option
 from sightline.serving import serving
 from sightline.training_failures import one_line
 from sightline.video import parse_video_options
@@ -55,6 +56,32 @@ class BatchPredictionUnavailable(SightlineError):
 
 def _table() -> Any:
     return aws.table(get_settings().table_name)
+
+
+_POINTER = "BATCHPREDICTION#"  # sk of the pointer item in the model's partition
+
+
+def delete_batch_predictions_of(model_id: str, version: int | None = None) -> int:
+    """Remove the batch predictions of a model (or of one of its versions): executions still running are stopped
+    first, so no part is written afterwards; then the results, the record and its pointer. How many."""
+    table = _table()
+    pointers = [item for item in aws.query_items(
+        table, KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)) & Key("sk").begins_with(_POINTER),
+        ConsistentRead=True) if version is None or int(item["version"]) == version]
+    for pointer in pointers:
+        batch_prediction_id = str(pointer["batch_prediction_id"])
+        record = _read(batch_prediction_id) or {}
+        if record.get("status") == BatchPredictionStatus.RUNNING.value and record.get("execution_arn"):
+            try:
+                aws.client("stepfunctions").stop_execution(executionArn=str(record["execution_arn"]),
+                                                           cause=f"model {model_id} deleted")
+            except ClientError as error:  # an execution that already ended has nothing left to stop
+                logger.warning("batch prediction not stopped", extra={"batch_prediction_id": batch_prediction_id,
+                                                                      "detail": one_line(str(error))})
+        aws.delete_prefixes(get_settings().artifact_bucket, [batch_prediction_prefix(batch_prediction_id)])
+        table.delete_item(Key=_key(batch_prediction_id))
+        table.delete_item(Key={"pk": pointer["pk"], "sk": pointer["sk"]})
+    return len(pointers)
 
 
 def _key(batch_prediction_id: str) -> dict[str, str]:
@@ -90,12 +117,12 @@ def start_batch_prediction(model_id: str, request: dict[str, Any]) -> dict[str, 
         raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(FIELDS)})", code="unknown_field")
     prefix = parse_prefix(request.get("s3_prefix"))
     options = {
-        "threshold": _threshold(request.get("threshold"), from_text=False),
-        "max_results": _max_results(request.get("max_results"), from_text=False),
-        "classes": _classes(request.get("classes")),
+        "threshold": threshold_option(request.get("threshold"), from_text=False),
+        "max_results": max_results_option(request.get("max_results"), from_text=False),
+        "classes": classes_option(request.get("classes")),
     }
     video = parse_video_options(request.get("video"))
-    model, version = serving(model_id, _version(request.get("version")))  # 404 unknown, 409 nothing ready
+    model, version = serving(model_id, version_option(request.get("version")))  # 404 unknown, 409 nothing ready
     labels = read_artifact_json(keys.split_location(version["artifacts"]["labels"],
                                                     get_settings().artifact_bucket)[1]) or {}
     if options["classes"] is not None:
@@ -121,7 +148,11 @@ def start_batch_prediction(model_id: str, request: dict[str, Any]) -> dict[str, 
         "video": video.to_dict(), "objects_done": 0, "objects_failed": 0, "frames": 0, "parts": 0,
         "created_at": now, "started_at": now,
     }
-    _table().put_item(Item=aws.to_dynamo(item))
+    # The record, and a pointer under the model, which deleting the model or the version follows to remove it.
+    with _table().batch_writer() as writer:
+        writer.put_item(Item=aws.to_dynamo(item))
+        writer.put_item(Item={"pk": keys.model_pk(model_id), "sk": f"{_POINTER}{batch_prediction_id}",
+                              "batch_prediction_id": batch_prediction_id, "version": number})
     execution_input = {
         "batch_prediction_id": batch_prediction_id, "bucket": settings.data_bucket, "prefix": prefix,
         "model_id": model_id, "version": number,

@@ -107,9 +107,9 @@ def parse_predict_request(body: bytes, content_type: str | None, query: Mapping[
     request = PredictRequest(
         images=images,
         per_image=per_image,
-        threshold=_threshold(options.get("threshold"), from_text="threshold" in text_options),
-        max_results=_max_results(options.get("max_results"), from_text="max_results" in text_options),
-        classes=_classes(options.get("classes")),
+        threshold=threshold_option(options.get("threshold"), from_text="threshold" in text_options),
+        max_results=max_results_option(options.get("max_results"), from_text="max_results" in text_options),
+        classes=classes_option(options.get("classes")),
         models=_models(model_id, options.get("models"), options.get("version")),
     )
     return request
@@ -156,7 +156,7 @@ def _base64_image(encoded: str) -> bytes:
         raise BadRequest(f'"image" is not valid base64: {error}', code="invalid_base64") from None
 
 
-def _threshold(value: Any, *, from_text: bool) -> float | None:
+def threshold_option(value: Any, *, from_text: bool) -> float | None:
     if value is None:
         return None
     message = f"threshold must be a number between 0 and 1, got {value!r}"
@@ -186,14 +186,14 @@ def _whole_number(value: Any, name: str, low: int, high: int, code: str) -> int 
     return value
 
 
-def _max_results(value: Any, *, from_text: bool) -> int | None:
+def max_results_option(value: Any, *, from_text: bool) -> int | None:
     if isinstance(value, str) and not from_text:
         raise BadRequest(f"max_results must be an integer from 1 to {MAX_RESULTS_LIMIT}, got {value!r}",
                          code="invalid_max_results")
     return _whole_number(value, "max_results", 1, MAX_RESULTS_LIMIT, "invalid_max_results")
 
 
-def _classes(value: Any) -> tuple[str, ...] | None:
+def classes_option(value: Any) -> tuple[str, ...] | None:
     """A list of labels, or one comma-separated string (query strings and form fields)."""
     if value is None:
         return None
@@ -212,7 +212,7 @@ def _classes(value: Any) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
-def _version(value: Any) -> int | None:
+def version_option(value: Any) -> int | None:
     return _whole_number(value, "version", 1, 2**31 - 1, "invalid_version")
 
 
@@ -221,7 +221,7 @@ def _models(model_id: str | None, models: Any, version: Any) -> list[ModelChoice
         if models is not None:
             raise BadRequest("models belongs to POST /v1/predict; this route predicts with the model in its path",
                              code="invalid_models")
-        return [ModelChoice(model_id, _version(version))]
+        return [ModelChoice(model_id, version_option(version))]
     if version is not None:
         raise BadRequest('version pins one model: give each model as {"model_id": "...", "version": 2} in models',
                          code="invalid_version")
@@ -238,7 +238,7 @@ def _models(model_id: str | None, models: Any, version: Any) -> list[ModelChoice
         if isinstance(entry, str) and entry:
             choices.append(ModelChoice(entry))
         elif isinstance(entry, dict) and isinstance(entry.get("model_id"), str) and entry["model_id"]:
-            choices.append(ModelChoice(entry["model_id"], _version(entry.get("version"))))
+            choices.append(ModelChoice(entry["model_id"], version_option(entry.get("version"))))
         else:
             raise BadRequest(f"each entry of models is a model id or {{\"model_id\", \"version\"}}, got {str(entry)[:200]!r}",
                              code="invalid_models")

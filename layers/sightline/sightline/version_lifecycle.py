@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
 
-from sightline import aws, evaluations, events, keys, model_registry, workflow
+from sightline import aws, batch_predictions, evaluations, events, keys, model_registry, workflow
 from sightline.config import get_settings
 from sightline.contract import VersionStatus, checkpoint_prefix, manifest_key, version_prefix
 from sightline.errors import Conflict
@@ -50,6 +50,7 @@ def delete_version(model_id: str, version_number: int) -> dict[str, Any]:
         raise Conflict(f"version {version_number} of model {model_id!r} is training; cancel it first",
                        code="version_training")
     evaluations.delete_evaluations_of(model_id, version_number)
+    batch_predictions.delete_batch_predictions_of(model_id, version_number)
     _delete_prefixes([version_prefix(model_id, version_number), checkpoint_prefix(model_id, version_number),
                       manifest_key(model_id, version_number).rsplit("/", 1)[0] + "/"])
     aws.table(get_settings().table_name).delete_item(
@@ -69,6 +70,7 @@ def delete_model(model_id: str) -> dict[str, Any]:
         if item.get("status") == VersionStatus.TRAINING and "version" in item:
             workflow.cancel_training(model_id, int(item["version"]))
     evaluations.delete_evaluations_of(model_id)
+    batch_predictions.delete_batch_predictions_of(model_id)
     _delete_prefixes([f"models/{model_id}/", f"checkpoints/{model_id}/", f"manifests/{model_id}/"])
     with table.batch_writer() as writer:
         for item in items:

@@ -148,3 +148,22 @@ def test_the_last_step_records_the_maps_failure(aws_resources, ready_classifier,
 def test_unknown_batch_predictions_are_404(aws_resources, batch_id):
     status, answer = _call("GET", f"/v1/batch-predictions/{batch_id}")
     assert (status, answer["error"]["code"]) == (404, "batch_prediction_not_found")
+
+
+def test_deleting_the_model_stops_its_batch_predictions_and_removes_their_results(aws_resources, ready_classifier,
+                                                                                  batch_state_machine):
+    _upload(aws_resources)
+    status, started = _call("POST", f"/v1/models/{ready_classifier}/batch-predictions", {"s3_prefix": PREFIX})
+    assert status == 202, started
+    batch_id = started["batch_prediction_id"]
+    part = f"batch-predictions/{batch_id}/parts/some-part.jsonl"
+    aws_resources.s3.put_object(Bucket=aws_resources.artifact_bucket, Key=part, Body=b"{}\n")
+
+    status, _ = _call("DELETE", f"/v1/models/{ready_classifier}")
+
+    assert status == 200
+    execution = boto3.client("stepfunctions").describe_execution(executionArn=started["execution_arn"])
+    assert execution["status"] == "ABORTED"  # stopped before its results were removed: nothing writes after
+    listed = aws_resources.s3.list_objects_v2(Bucket=aws_resources.artifact_bucket, Prefix=f"batch-predictions/{batch_id}/")
+    assert listed.get("KeyCount", 0) == 0
+    assert _call("GET", f"/v1/batch-predictions/{batch_id}")[0] == 404
