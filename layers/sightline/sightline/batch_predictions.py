@@ -16,10 +16,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sightline import aws, keys
+from sightline import aws, keys, model_registry
 from sightline.config import get_settings
 from sightline.contract import (
     BATCH_PREDICTION_FORMAT,
@@ -65,9 +64,8 @@ def delete_batch_predictions_of(model_id: str, version: int | None = None) -> in
     """Remove the batch predictions of a model (or of one of its versions): executions still running are stopped
     first, so no part is written afterwards; then the results, the record and its pointer. How many."""
     table = _table()
-    pointers = [item for item in aws.query_items(
-        table, KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)) & Key("sk").begins_with(_POINTER),
-        ConsistentRead=True) if version is None or int(item["version"]) == version]
+    pointers = [item for item in model_registry.model_pointers(model_id, _POINTER)
+                if version is None or int(item["version"]) == version]
     for pointer in pointers:
         batch_prediction_id = str(pointer["batch_prediction_id"])
         record = _read(batch_prediction_id) or {}

@@ -17,7 +17,6 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from boto3.dynamodb.conditions import Key
 
 from sightline import aws, keys, model_registry
 from sightline.config import get_settings
@@ -176,9 +175,8 @@ def delete_evaluations_of(model_id: str, version: int | None = None) -> int:
     """Remove the evaluations of a model (or of one of its versions): records, pointers and files, stopping
     unfinished jobs first so that none writes its report afterwards. How many were removed."""
     table = _table()
-    pointers = [item for item in aws.query_items(
-        table, KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)) & Key("sk").begins_with(_POINTER),
-        ConsistentRead=True) if version is None or int(item["evaluated_version"]) == version]
+    pointers = [item for item in model_registry.model_pointers(model_id, _POINTER)
+                if version is None or int(item["evaluated_version"]) == version]
     for pointer in pointers:
         evaluation_id = str(pointer["evaluation_id"])
         record = _read(evaluation_id) or {}

@@ -44,6 +44,14 @@ def _table() -> Any:
     return aws.table(get_settings().table_name)
 
 
+def model_pointers(model_id: str, sk_prefix: str) -> list[dict]:
+    """The items under the model's partition whose sort key starts with ``sk_prefix``: the pointers that
+    evaluations and batch predictions leave there, so deleting the model finds them."""
+    return list(aws.query_items(
+        _table(), KeyConditionExpression=Key("pk").eq(keys.model_pk(model_id)) & Key("sk").begins_with(sk_prefix),
+        ConsistentRead=True))
+
+
 _MODEL_FIELDS = (
     "model_id", "name", "task", "datasets", "template", "params", "status", "classes",
     "serving_version", "latest_version", "retrain_on_new_data", "failure_reason", "created_at", "updated_at",
