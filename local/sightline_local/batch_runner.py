@@ -20,6 +20,21 @@ from typing import Any
 log = logging.getLogger("sightline.local")
 
 
+def allowed_overrides() -> frozenset[str]:
+    """The environment a SubmitJob may set: exactly the variables the workflow and the evaluations API send.
+    Anything else (PATH, LD_PRELOAD, PYTHONPATH, AWS_*...) would run in a process on the user's machine."""
+    from sightline.contract import EvaluationEnvironment, JobEnvironment
+
+    sent = {str(name) for name in JobEnvironment} - {str(JobEnvironment.WEIGHTS_URI)}  # that one: the job definition's
+    return frozenset(sent | {str(name) for name in EvaluationEnvironment})
+
+
+def refused_overrides(job: Any) -> list[str]:
+    """The names among the job's environment overrides that ``allowed_overrides`` does not list."""
+    overrides = (getattr(job, "container_overrides", None) or {}).get("environment") or []
+    return sorted({str(entry.get("name")) for entry in overrides} - allowed_overrides())
+
+
 class LocalJobRunner:
     """Runs Batch jobs of the template's job definitions as local processes, one at a time (one GPU)."""
 
@@ -49,6 +64,12 @@ class LocalJobRunner:
         from moto.batch.utils import JobStatus
 
         job._status = JobStatus.PENDING
+        refused = refused_overrides(job)
+        if refused:
+            job.job_stopped_reason = f"refused: environment overrides {', '.join(refused)} are not ones the workflow sends"
+            log.error("batch job %s %s", job.job_name, job.job_stopped_reason)
+            job._mark_stopped(success=False)
+            return
         job._status = JobStatus.RUNNABLE
         retry_strategy = job.job_definition.retry_strategy or {}
         attempts = max(1, int(retry_strategy.get("attempts") or 1))

@@ -126,3 +126,22 @@ def test_a_job_definitions_command_follows_the_images_entrypoint(tmp_path):
     assert runner.command_for(job) == [*entrypoint, "evaluate"]
     definition = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]["EvaluationJobDefinition"]
     assert definition["Properties"]["ContainerProperties"]["Command"] == ["evaluate"]
+
+
+def test_environment_overrides_the_workflow_does_not_send_refuse_the_job(tmp_path):
+    marker = tmp_path / "ran"
+    script = f"open({str(marker)!r}, 'w').write('ran')"
+    job = FakeJob(attempts=1, rules=[])
+    job.container_overrides = {"environment": [{"name": "SIGHTLINE_MANIFEST_URI", "value": "s3://b/m.json"},
+                                               {"name": "LD_PRELOAD", "value": "/tmp/evil.so"},
+                                               {"name": "PATH", "value": "/tmp/evil"}]}
+    runner(tmp_path, script).run(job)
+    assert job.succeeded is False and job.attempts == [] and not marker.exists()
+    assert "LD_PRELOAD" in job.job_stopped_reason and "PATH" in job.job_stopped_reason
+
+    allowed = FakeJob(attempts=1, rules=[])
+    allowed.container_overrides = {"environment": [{"name": name, "value": "x"} for name in (
+        "SIGHTLINE_MANIFEST_URI", "SIGHTLINE_OUTPUT_URI", "SIGHTLINE_CHECKPOINT_URI", "SIGHTLINE_TEMPLATE",
+        "SIGHTLINE_PARAMS", "SIGHTLINE_CORRELATION_ID", "SIGHTLINE_EVALUATION_MANIFEST_URI")]}
+    runner(tmp_path, script).run(allowed)
+    assert allowed.succeeded is True and marker.read_text() == "ran"
