@@ -190,13 +190,14 @@ _QUANTIZE = (
     ParamSpec("quantize", str, "none", description="int8: after the fp32 export, onnxruntime's static INT8 "
               "quantization calibrated on training images; both models are measured on the validation split and "
               "the int8 one is published only if it loses at most quantize_tolerance points of the primary metric "
-              "(metrics.json quantization). Faster on CPUs with VNNI for ResNet-50, EfficientNet and ConvNeXt; "
-              "MobileNetV3 runs about as fast as in fp32", choices=QUANTIZATIONS),
+              "(metrics.json quantization). On a CPU with VNNI, one thread, 224 pixels: ResNet-50 about 3x faster, "
+              "ConvNeXt-Tiny 1.6x, EfficientNet-B0 and MobileNetV3 about as fast as fp32", choices=QUANTIZATIONS),
     ParamSpec("quantize_tolerance", float, 1.0, -100.0, 100.0, "points (hundredths) of the primary metric the "
               "int8 model may lose against the fp32 one and still be published; negative: it must gain that many"),
 )
-# torchvision's detectors export with their postprocessing (NMS, data-dependent shapes): on this work's CPU the
-# MobileNetV3 ones ran slower in int8 and the ResNet-50 FPN ones failed calibration, so they stay fp32.
+# torchvision's detectors export with their postprocessing (NMS, data-dependent shapes), which stops
+# onnxruntime's quantization pre-processing; quantized without it SSDlite ran slower and RetinaNet failed
+# calibration (README, "INT8 quantization"). So they stay fp32.
 _DETECTOR_QUANTIZE = (
     ParamSpec("quantize", str, "none", description="detectors are exported in fp32 only", choices=("none",),
               refusal="INT8 quantization is offered for classifier templates only; detectors are exported in fp32"),
