@@ -61,7 +61,8 @@ def test_fixture_body_creates_a_model_and_starts_training(ready_pets):
                                "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
                                "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
                                "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
-                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto"}
+                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto",
+                               "quantize": "none", "quantize_tolerance": 1.0}
 
     version = model_registry.get_version(model_id, 1)
     execution = ready_pets.sfn.describe_execution(executionArn=version["execution_arn"])
@@ -79,7 +80,8 @@ def test_defaults_fill_template_and_params(ready_pets):
                                "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
                                "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
                                "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
-                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto", "anchor_min": None}
+                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto", "anchor_min": None,
+                               "quantize": "none"}
 
 
 def test_several_datasets_and_a_padded_name(ready_pets):
@@ -155,7 +157,7 @@ def test_bodies_that_are_not_a_json_object(validation_only, raw_body, code, mess
          "unknown params for template mobilenet_v3_small: momentum "
          "(allowed: any_orientation, augment, batch_size, early_stopping_patience, epochs, "
          "final_learning_rate_fraction, freeze_backbone_epochs, gpus, image_size, learning_rate, precision, "
-         "pretrained, seed, "
+         "pretrained, quantize, quantize_tolerance, seed, "
          "warmup_epochs, weight_decay, weights_uri)"),
         ({"params": {"pretrained": "yes"}}, "invalid_params", "params.pretrained must be true or false, got 'yes'"),
         ({"params": {"weights_uri": "https://example.com/w.pth"}}, "invalid_params",
@@ -204,7 +206,9 @@ def test_a_workflow_that_cannot_start_leaves_the_model_failed_with_the_reason(re
     answer = post(VALID)
     assert_rejected(answer, 503, "training_unavailable")
     model, version = only_model(ready_pets.resources.table)
-    assert model["model_id"] in answer.json["error"]["message"]
+    # The AWS text (the state machine's ARN) stays in the log; the caller gets the request id to quote.
+    assert "arn:" not in answer.json["error"]["message"]
+    assert answer.json["error"]["reference"] in answer.json["error"]["message"]
     assert model["status"] == "failed" and version["status"] == "failed"
     assert model["failure_reason"].startswith("could not start the training workflow: StateMachineDoesNotExist")
     assert version["failure_reason"] == model["failure_reason"]

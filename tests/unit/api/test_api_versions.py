@@ -92,7 +92,8 @@ def test_the_fixture_body_retrains_a_serving_model(retrain_env):
                                "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0,
                                "augment": 0.5, "any_orientation": False, "warmup_epochs": 1.0,
                                "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
-                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto"}
+                               "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto",
+                               "quantize": "none", "quantize_tolerance": 1.0}
     version = model_registry.get_version(model_id, 2)
     assert version["status"] == "training" and version["trigger"] == {"type": "api"}
     assert version["params"] == model["params"] and version["datasets"] == ["pets"]

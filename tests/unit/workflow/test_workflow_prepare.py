@@ -67,6 +67,7 @@ def test_prepare_snapshots_the_manifest_and_describes_the_job(workflow_env, pets
         "pretrained": True, "weights_uri": None, "freeze_backbone_epochs": 0, "augment": 0.5,
         "any_orientation": False, "warmup_epochs": 1.0, "final_learning_rate_fraction": 0.01, "weight_decay": 0.05,
         "early_stopping_patience": 10, "seed": 0, "gpus": 1, "precision": "auto",
+        "quantize": "none", "quantize_tolerance": 1.0,
     }
     version = model_registry.get_version(model_id, 1)
     assert version["classes"] == ["cat", "dog"]
