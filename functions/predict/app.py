@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sightline.errors import SightlineError
 from sightline.observability import count, metrics
 from sightline.predict_request import predict_event
+from sightline.public_errors import referenced
 
 logger = Logger()
 
@@ -41,21 +42,26 @@ def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
         answer = predict_event(event)
     except SightlineError as error:
         if error.status >= 500:
+            # The message may quote AWS (ARNs): it stays in the log, the caller gets the request id to quote.
             logger.exception("predict failed")
             count("PredictServerErrors")
-        else:
-            logger.info("predict refused", extra={"status": error.status, "code": error.code})
-            count("PredictClientErrors")
+            return _response(error.status, referenced(error.code, _request_id(event)))
+        logger.info("predict refused", extra={"status": error.status, "code": error.code})
+        count("PredictClientErrors")
         return _response(error.status, error.to_dict())
     except Exception:  # noqa: BLE001 - the caller gets a generic 500, the log gets the stack trace
         logger.exception("predict failed")
         count("PredictServerErrors")
-        return _response(500, {"error": {"code": "internal_error", "message": "internal error"}})
+        return _response(500, referenced("internal_error", _request_id(event)))
     count("Predictions")
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds,
                        value=round((time.perf_counter() - started) * 1000, 3))
     logger.info("predicted", extra=_summary(answer))
     return _response(200, answer)
+
+
+def _request_id(event: dict) -> str:
+    return str((event.get("requestContext") or {}).get("requestId") or "")
 
 
 def _summary(answer: dict) -> dict:

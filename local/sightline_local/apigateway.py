@@ -1,7 +1,8 @@
 """An API Gateway front on 127.0.0.1:3000 (the ``sam local start-api`` convention).
 
-Routes, API-key requirements, binary media types and gateway responses all come from the REST API's
-OpenAPI body in the expanded template; requests become REST proxy events for the routed function.
+Routes, API-key requirements, Lambda authorizers, MOCK integrations, binary media types and gateway responses
+all come from the REST API's OpenAPI body in the expanded template, throttles from the stage's MethodSettings
+and the usage plan; requests become REST proxy events for the routed function.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+from sightline_local.api_authorizer import Authorizer, AuthorizerCache, Decision, authorizers_from_openapi, decide
+from sightline_local.api_throttle import Throttles
 from sightline_local.lambda_runtime import LambdaRuntime
 
 log = logging.getLogger("sightline.local.api")
@@ -37,6 +40,12 @@ PAYLOAD_TOO_LARGE = {
 }
 NOT_FOUND = {"message": "Missing Authentication Token"}
 FORBIDDEN = {"message": "Forbidden"}
+# API Gateway's own bodies, where the API configures no gateway response.
+UNAUTHORIZED = {"message": "Unauthorized"}
+ACCESS_DENIED = {"Message": "User is not authorized to access this resource with an explicit deny"}
+AUTHORIZER_FAILURE = {"message": None}
+THROTTLED = {"message": "Too Many Requests"}
+QUOTA_EXCEEDED = {"message": "Limit Exceeded"}
 _FUNCTION_IN_URI = re.compile(r"functions/(arn:aws:lambda:[^/]+)/invocations")
 
 
@@ -45,8 +54,10 @@ class Route:
     method: str
     template: str  # /v1/models/{id}
     pattern: re.Pattern
-    function_arn: str
+    function_arn: str  # "" for a MOCK integration
     api_key_required: bool
+    authorizer: str | None = None  # the name of its Lambda authorizer, None for none
+    mock: dict | None = None  # a MOCK integration's {"statusCode", "body"}
 
 
 def routes_from_openapi(body: dict) -> list[Route]:
@@ -55,23 +66,45 @@ def routes_from_openapi(body: dict) -> list[Route]:
         pattern = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$")
         for method, operation in methods.items():
             integration = operation.get("x-amazon-apigateway-integration", {})
+            security = operation.get("security", body.get("security", []))
+            required = any("api_key" in requirement for requirement in security)
+            authorizer = next((name for requirement in security for name in requirement
+                               if name not in ("api_key", "AWS_IAM")), None)
+            if str(integration.get("type", "")).lower() == "mock":
+                routes.append(Route(method.upper(), path, pattern, "", required, authorizer, _mock(integration)))
+                continue
             match = _FUNCTION_IN_URI.search(str(integration.get("uri", "")))
             if not match:
                 continue
-            required = any("api_key" in requirement for requirement in operation.get("security", []))
-            routes.append(Route(method.upper(), path, pattern, match.group(1), required))
+            routes.append(Route(method.upper(), path, pattern, match.group(1), required, authorizer))
     # Literal segments win over parameters, as in API Gateway.
     return sorted(routes, key=lambda r: r.template.count("{"))
 
 
+def _mock(integration: dict) -> dict:
+    """What a MOCK integration answers: its default response's status and JSON template (no function runs)."""
+    response = integration.get("responses", {}).get("default", {})
+    return {"statusCode": int(response.get("statusCode", 200)),
+            "body": response.get("responseTemplates", {}).get("application/json", "")}
+
+
 class ApiFront:
-    def __init__(self, body: dict, runtime: LambdaRuntime, valid_keys: Callable[[], set[str]], stage: str) -> None:
+    def __init__(self, body: dict, runtime: LambdaRuntime, valid_key: Callable[[str], bool], stage: str, *,
+                 api_id: str = "local", region: str = "us-east-1", method_settings: list[dict] | None = None, usage_plan: dict | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.routes = routes_from_openapi(body)
         self.binary_types = [t.replace("~1", "/") for t in body.get("x-amazon-apigateway-binary-media-types", [])]
         self.gateway_responses = body.get("x-amazon-apigateway-gateway-responses", {})
+        self.authorizers = authorizers_from_openapi(body)
+        # AUTHORIZER: the usage key is the authorizer's usageIdentifierKey; HEADER: the x-api-key header.
+        self.api_key_source = str(body.get("x-amazon-apigateway-api-key-source", "HEADER")).upper()
+        self.authorizer_cache = AuthorizerCache(clock)
+        self.throttles = Throttles(method_settings or [], usage_plan, clock)
         self.runtime = runtime
-        self.valid_keys = valid_keys
+        self.valid_key = valid_key
         self.stage = stage
+        self.api_id = api_id
+        self.region = region
 
     # ------------------------------------------------------------ request handling
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str) -> tuple[int, dict[str, str], bytes]:
@@ -87,10 +120,34 @@ class ApiFront:
                 break
         else:
             return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, NOT_FOUND)
+        request_id = str(uuid.uuid4())
+        if not self.throttles.method_allows(method, route.template):
+            return self._gateway_response("THROTTLED", 429, THROTTLED, request_id)
         lowered = {k.lower(): v for k, v in headers.items()}
-        if route.api_key_required and lowered.get("x-api-key") not in self.valid_keys():
-            return self._gateway_response("INVALID_API_KEY", 403, FORBIDDEN)
-        event = self._proxy_event(route, match.groupdict(), method, path, url.query, headers, body, source_ip)
+        event = self._proxy_event(route, match.groupdict(), method, path, url.query, headers, body, source_ip,
+                                  request_id)
+        usage_key = lowered.get("x-api-key")
+        if route.authorizer is not None:
+            decision = self._authorize(self.authorizers[route.authorizer], event, lowered)
+            if decision.outcome != "allow":
+                kind, status, default = {
+                    "unauthorized": ("UNAUTHORIZED", 401, UNAUTHORIZED),
+                    "deny": ("ACCESS_DENIED", 403, ACCESS_DENIED),
+                }.get(decision.outcome, ("AUTHORIZER_FAILURE", 500, AUTHORIZER_FAILURE))
+                return self._gateway_response(kind, status, default, request_id)
+            event["requestContext"]["authorizer"] = {"principalId": decision.principal_id, **(decision.context or {})}
+            if self.api_key_source == "AUTHORIZER":
+                usage_key = decision.usage_key
+        if route.api_key_required:
+            if not usage_key or not self.valid_key(usage_key):
+                return self._gateway_response("INVALID_API_KEY", 403, FORBIDDEN, request_id)
+            event["requestContext"]["identity"]["apiKey"] = usage_key
+            refused = self.throttles.key_allows(usage_key)
+            if refused:
+                return self._gateway_response(refused, 429, THROTTLED if refused == "THROTTLED" else QUOTA_EXCEEDED,
+                                              request_id)
+        if route.mock is not None:
+            return route.mock["statusCode"], {"content-type": "application/json"}, route.mock["body"].encode()
         event_bytes = len(json.dumps(event).encode())
         if event_bytes > MAX_LAMBDA_EVENT_BYTES:
             # Lambda refuses the invocation before the function runs; API Gateway answers for it.
@@ -102,7 +159,33 @@ class ApiFront:
             return 502, {"content-type": "application/json"}, b'{"message": "Internal server error"}'
         return self._proxy_response(result.payload)
 
-    def _proxy_event(self, route: Route, params: dict, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict:
+    def _authorize(self, authorizer: Authorizer, event: dict, lowered: dict[str, str]) -> Decision:
+        """Run (or recall) a REQUEST authorizer for this request, as API Gateway does."""
+        identity = tuple(lowered.get(header) for header in authorizer.headers)
+        if not all(identity):
+            return Decision("unauthorized")  # API Gateway answers 401 without invoking the authorizer
+        method_arn = (f"arn:aws:execute-api:{self.region}:{event['requestContext']['accountId']}:"
+                      f"{self.api_id}/{self.stage}/{event['httpMethod']}{event['path']}")
+        cache_key = (authorizer.name, identity)
+        answer = self.authorizer_cache.get(cache_key)
+        if answer is None:
+            request = {key: value for key, value in event.items() if key not in ("body", "isBase64Encoded")}
+            result = self.runtime.invoke(authorizer.function_arn, {"type": "REQUEST", "methodArn": method_arn,
+                                                                   **request})
+            if result.error:
+                message = result.payload.get("errorMessage") if isinstance(result.payload, dict) else None
+                if message == "Unauthorized":
+                    return Decision("unauthorized")
+                log.error("authorizer %s failed: %s", authorizer.name, message)
+                return Decision("failure")
+            answer = result.payload
+            if decide(answer, method_arn).outcome == "failure":
+                log.error("authorizer %s answered no policy: %r", authorizer.name, answer)
+                return Decision("failure")
+            self.authorizer_cache.put(cache_key, answer, authorizer.ttl_seconds)
+        return decide(answer, method_arn)
+
+    def _proxy_event(self, route: Route, params: dict, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str, request_id: str | None = None) -> dict:
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
         binary = any(fnmatch.fnmatch(content_type.split(";")[0].strip(), t) for t in self.binary_types)
         if binary:
@@ -113,7 +196,7 @@ class ApiFront:
             except UnicodeDecodeError:
                 event_body, is_base64 = base64.b64encode(body).decode(), True
         multi_query = parse_qs(query, keep_blank_values=True)
-        request_id = str(uuid.uuid4())
+        request_id = request_id or str(uuid.uuid4())
         return {
             "resource": route.template,
             "path": path,
@@ -133,7 +216,7 @@ class ApiFront:
                 "requestTimeEpoch": int(time.time() * 1000),
                 "identity": {"sourceIp": source_ip, "apiKey": next((v for k, v in headers.items() if k.lower() == "x-api-key"), None)},
                 "accountId": "123456789012",
-                "apiId": "local",
+                "apiId": self.api_id,
             },
             "body": event_body if body else None,
             "isBase64Encoded": is_base64 if body else False,
@@ -151,11 +234,13 @@ class ApiFront:
         data = base64.b64decode(body) if payload.get("isBase64Encoded") else str(body).encode()
         return int(payload["statusCode"]), headers, data
 
-    def _gateway_response(self, kind: str, default_status: int, default_body: dict) -> tuple[int, dict[str, str], bytes]:
+    def _gateway_response(self, kind: str, default_status: int, default_body: dict,
+                          request_id: str = "") -> tuple[int, dict[str, str], bytes]:
         configured = self.gateway_responses.get(kind)
         if configured:
-            template = configured.get("responseTemplates", {}).get("application/json")
-            return int(configured.get("statusCode", default_status)), {"content-type": "application/json"}, (template or "").encode()
+            template = (configured.get("responseTemplates", {}).get("application/json") or "")
+            template = template.replace("$context.requestId", request_id)
+            return int(configured.get("statusCode", default_status)), {"content-type": "application/json"}, template.encode()
         return default_status, {"content-type": "application/json"}, json.dumps(default_body).encode()
 
     # ------------------------------------------------------------ HTTP server

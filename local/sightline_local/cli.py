@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from sightline_local import keys_cli
 from sightline_local.stack import LocalStack, StackConfig
 
 
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--demo-epochs", type=int, default=3)
     up.add_argument("--state-dir", type=Path, default=None, help="logs and caches (default: .sightline/)")
     up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    keys_cli.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return keys_cli.run(args)
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):

@@ -43,6 +43,9 @@ class DeployedStack:
     rest_apis: dict[str, dict] = field(default_factory=dict)  # logical id -> resolved OpenAPI body
     api_key: str | None = None
     sqs_event_sources: list[SqsEventSource] = field(default_factory=list)  # polled by the stack, as Lambda does
+    api_ids: dict[str, str] = field(default_factory=dict)  # REST API logical id -> its id in moto
+    method_settings: list[dict] = field(default_factory=list)  # the stage's MethodSettings (throttles)
+    usage_plan: dict = field(default_factory=dict)  # the usage plan's Throttle and Quota
 
 
 def _key_filter(config: dict) -> dict:
@@ -184,6 +187,9 @@ class Deployer:
         self.layer_dirs: dict[str, Path] = {}
         self.api_key_value: str | None = None
         self.rest_apis: dict[str, dict] = {}
+        self.api_ids: dict[str, str] = {}
+        self.method_settings: list[dict] = []
+        self.usage_plan: dict = {}
         self._batch_service_role: str | None = None
         self.creators: dict[str, Callable[[str, dict], Physical]] = {
             "AWS::S3::Bucket": self._bucket,
@@ -206,7 +212,7 @@ class Deployer:
             "AWS::ApiGateway::Stage": self._api_stage,
             "AWS::ApiGateway::ApiKey": self._api_key,
             "AWS::ApiGateway::UsagePlan": self._usage_plan,
-            "AWS::ApiGateway::UsagePlanKey": self._api_child,
+            "AWS::ApiGateway::UsagePlanKey": self._usage_plan_key,
             "AWS::SQS::Queue": self._queue,
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::Lambda::EventSourceMapping": self._event_source_mapping,
@@ -261,7 +267,8 @@ class Deployer:
                    if "Condition" not in o or self.resolver.condition(o["Condition"])}
         return DeployedStack(
             self.stack, self.region, resources, outputs, self.functions, template, self.rest_apis, self.api_key_value,
-            self.sqs_event_sources,
+            self.sqs_event_sources, api_ids=self.api_ids, method_settings=self.method_settings,
+            usage_plan=self.usage_plan,
         )
 
     def _name(self, logical_id: str, lower: bool = False) -> str:
@@ -558,12 +565,14 @@ class Deployer:
             name=p.get("Name") or self._name(logical_id),
             binaryMediaTypes=p.get("Body", {}).get("x-amazon-apigateway-binary-media-types", []),
         )
+        self.api_ids[logical_id] = api["id"]
         return Physical(api["id"], {"RootResourceId": api.get("rootResourceId", "")})
 
     def _api_child(self, logical_id: str, p: dict) -> Physical:
         return Physical(logical_id)
 
     def _api_stage(self, logical_id: str, p: dict) -> Physical:
+        self.method_settings = p.get("MethodSettings", [])  # the front throttles by them
         return Physical(p["StageName"])
 
     def _api_key(self, logical_id: str, p: dict) -> Physical:
@@ -573,8 +582,24 @@ class Deployer:
         return Physical(key["id"])
 
     def _usage_plan(self, logical_id: str, p: dict) -> Physical:
-        plan = self.client("apigateway").create_usage_plan(name=p.get("UsagePlanName") or self._name(logical_id))
+        # Its API stages let the authorizer and the API find it; the front applies its throttle and quota.
+        kwargs: dict[str, Any] = {
+            "name": p.get("UsagePlanName") or self._name(logical_id),
+            "apiStages": [{"apiId": stage["ApiId"], "stage": stage["Stage"]} for stage in p.get("ApiStages", [])],
+        }
+        if "Throttle" in p:
+            kwargs["throttle"] = {"rateLimit": float(p["Throttle"]["RateLimit"]),
+                                  "burstLimit": int(p["Throttle"]["BurstLimit"])}
+        if "Quota" in p:
+            kwargs["quota"] = {"limit": int(p["Quota"]["Limit"]), "period": p["Quota"]["Period"]}
+        plan = self.client("apigateway").create_usage_plan(**kwargs)
+        self.usage_plan = {"Throttle": p.get("Throttle"), "Quota": p.get("Quota")}
         return Physical(plan["id"])
+
+    def _usage_plan_key(self, logical_id: str, p: dict) -> Physical:
+        key = self.client("apigateway").create_usage_plan_key(usagePlanId=p["UsagePlanId"], keyId=p["KeyId"],
+                                                              keyType=p.get("KeyType", "API_KEY"))
+        return Physical(key["id"])
 
 
 def _cors_rule(rule: dict) -> dict:

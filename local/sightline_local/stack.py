@@ -10,7 +10,7 @@ import shlex
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class StackConfig:
     region: str = "us-east-1"
     api_key: str | None = None
     state_dir: Path | None = None
+    # Template parameters to deploy with, e.g. {"AuthorizerCacheSeconds": "2"} (tests of revocation).
+    parameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
@@ -84,7 +86,7 @@ class LocalStack:
         self._runtime: LambdaRuntime | None = None
         self._job_runner: LocalJobRunner | None = None
         self._sqs_poller: SqsPoller | None = None
-        self._valid_keys_cache: tuple[float, set[str]] = (0.0, set())
+        self._valid_keys_cache: tuple[float, set[str]] = (0.0, set())  # (fetched at, enabled API key values)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "LocalStack":
@@ -117,7 +119,7 @@ class LocalStack:
         self._moto.start()
         self._wait_for_moto()
 
-        parameters = self._network_parameters()
+        parameters = {**self._network_parameters(), **config.parameters}
         template = load_template(config.root / "template.yaml", parameters, deployment_bucket=f"{config.stack_name}-local-deployments")
         deployer = Deployer(config.endpoint, config.region, config.stack_name, f"{config.stack_name}-local-deployments", LOCAL_CREDENTIALS)
         self.deployed = deployer.deploy(template, parameters, self.api_key)
@@ -128,8 +130,10 @@ class LocalStack:
             self._sqs_poller.add(source)
 
         stage = str(parameters.get("Stage") or template.parameters.get("Stage", {}).get("Default", "prod"))
-        body = next(iter(self.deployed.rest_apis.values()))
-        front = ApiFront(body, self._runtime, self._valid_api_keys, stage)
+        api_logical_id, body = next(iter(self.deployed.rest_apis.items()))
+        front = ApiFront(body, self._runtime, self._is_valid_api_key, stage, api_id=self.deployed.api_ids[api_logical_id],
+                         region=config.region, method_settings=self.deployed.method_settings,
+                         usage_plan=self.deployed.usage_plan)
         self._api_server = front.serve(config.host, config.api_port)
         threading.Thread(target=self._api_server.serve_forever, name="api-front", daemon=True).start()
         return self
@@ -202,13 +206,17 @@ class LocalStack:
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
         return {"VpcId": vpc, "SubnetIds": subnet}
 
-    def _valid_api_keys(self) -> set[str]:
+    def _is_valid_api_key(self, value: str) -> bool:
+        """Whether ``value`` is an enabled API key; a key unknown to the cache is looked up again, so one made a
+        moment ago (a scoped key's usage key) works at once, as on AWS."""
         fetched_at, keys = self._valid_keys_cache
-        if time.time() - fetched_at > 5:
+        if value in keys and time.time() - fetched_at <= 5:
+            return True
+        if time.time() - fetched_at > 0.2:
             items = self.client("apigateway").get_api_keys(includeValues=True)["items"]
             keys = {item["value"] for item in items if item.get("enabled")}
             self._valid_keys_cache = (time.time(), keys)
-        return keys
+        return value in keys
 
     def _start_execution(self, state_machine_arn: str, payload: str) -> None:
         self.client("stepfunctions").start_execution(stateMachineArn=state_machine_arn, input=payload)

@@ -99,6 +99,16 @@ def image_sizes(items: Sequence[ManifestItem], paths: Mapping[str, Path]) -> dic
         return dict(pool.map(size, items))
 
 
+def load_as_predict_does(path: Path, spec: Any) -> Image.Image:
+    """The image as the predict function decodes it for a model of input ``spec`` (``sightline.imaging``): a
+    JPEG much bigger than the input is decoded at a reduced scale, so evaluation measures what predict serves.
+    Sizes stay the file's (``imaging.source_size``); registration already checked the image, so no size limits."""
+    from sightline import imaging
+
+    data = path.read_bytes()
+    return imaging.decode_image(data, max_bytes=len(data), max_pixels=2**62, fit=(spec.width, spec.height))
+
+
 def load_rgb(path: Path) -> Image.Image:
     """The image as the predict function sees it: EXIF orientation applied, 8-bit RGB."""
     image = Image.open(path)

@@ -53,7 +53,7 @@ def _per_class(classes: Sequence[str], details: Mapping[str, Any]) -> dict[str, 
 
 def evaluate(predictor: Any, manifest: Manifest, image_paths: Mapping[str, Path]) -> dict[str, Any]:
     """The evaluation document (without the identifying fields) of ``predictor`` on ``manifest``'s items."""
-    from sightline_training.data import load_rgb
+    from sightline_training.data import load_as_predict_does
 
     if manifest.task != predictor.task:
         raise InvalidInput(f"the dataset's manifest is {manifest.task}, the model {predictor.task}")
@@ -71,8 +71,8 @@ def evaluate(predictor: Any, manifest: Manifest, image_paths: Mapping[str, Path]
         if not _known(item, manifest.task, to_model):
             unknown_images += 1
             continue
-        answers = predictor.predict(load_rgb(image_paths[item.id]), 0.0, MAX_DETECTIONS if
-                                    manifest.task == DETECTION else count)
+        image = load_as_predict_does(image_paths[item.id], predictor.input_spec)
+        answers = predictor.predict(image, 0.0, MAX_DETECTIONS if manifest.task == DETECTION else count)
         if manifest.task == DETECTION:
             known = [box for box in item.boxes if box.label_id - 1 in to_model]
             partially_known += int(len(known) < len(item.boxes))

@@ -15,13 +15,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from sightline import model_policy, model_registry, retraining, templates, training_spec, version_lifecycle, workflow
-from sightline import artifacts, batch_predictions, evaluations
+from sightline import api_keys, artifacts, batch_predictions, evaluations
 from sightline.contract import TASKS, ModelStatus, VersionStatus
 from sightline.datasets import deletion, labelled_images, snapshots, uploads
 from sightline.datasets import store as dataset_store
 from sightline.datasets.paths import is_valid_dataset_name
 from sightline.errors import BadRequest, NotFound, SightlineError
 from sightline.http_events import json_document
+from sightline import public_errors
 
 logger = Logger(child=True)
 app = APIGatewayRestResolver()
@@ -65,8 +66,15 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 @app.exception_handler(SightlineError)
 def _sightline_error(error: SightlineError) -> Response:
     if error.status >= 500:
+        # Server-side messages may quote AWS (ARNs, account ids): the log keeps them, the caller gets a reference.
         logger.error("request failed", extra={"code": error.code, "error": error.message})
+        return _referenced_error(error.status, error.code)
     return error_response(error.status, error.code, error.message)
+
+
+def _referenced_error(status: int, code: str) -> Response:
+    reference = app.current_event.request_context.request_id or ""
+    return json_response(status, public_errors.referenced(code, reference))
 
 
 @app.not_found
@@ -88,7 +96,7 @@ def _no_such_route(_: NotFoundError) -> Response:
 def _unexpected_error(error: Exception) -> Response:
     # Details stay in the log: the caller learns only that it was not their fault.
     logger.exception("unexpected error", extra={"error_type": type(error).__name__})
-    return error_response(500, "internal_error", "internal error; the request was logged")
+    return _referenced_error(500, "internal_error")
 
 
 def _path_pattern(path: str) -> re.Pattern[str]:
@@ -97,11 +105,6 @@ def _path_pattern(path: str) -> re.Pattern[str]:
 
 
 # ---------------------------------------------------------------- routes
-
-
-@route("GET", "/v1/health")
-def health() -> dict:
-    return {"status": "ok"}
 
 
 @route("GET", "/v1/templates")
@@ -387,6 +390,31 @@ def delete_version(model_id: str, version: str) -> dict:
 @route("DELETE", "/v1/models/<model_id>")
 def delete_model(model_id: str) -> dict:
     return version_lifecycle.delete_model(model_id)
+
+
+@route("POST", "/v1/keys")
+def create_key() -> Response:
+    """A scoped API key ({"name", "scopes"}): the answer's ``key`` is shown this once."""
+    request = _json_body()
+    _refuse_unknown_fields(request, ("name", "scopes"))
+    context = app.current_event.request_context
+    created = api_keys.create_key(request.get("name"), request.get("scopes"), api_id=context.api_id,
+                                  stage=context.stage)
+    logger.info("API key created", extra={"key_id": created["key_id"], "scopes": created["scopes"]})
+    return json_response(201, created, headers={"Location": f"/v1/keys/{created['key_id']}"})
+
+
+@route("GET", "/v1/keys")
+def list_keys() -> dict:
+    return {"keys": api_keys.list_keys()}
+
+
+@route("DELETE", "/v1/keys/<key_id>")
+def revoke_key(key_id: str) -> dict:
+    """Revoked at once in the table; API Gateway may answer from its authorizer cache until its TTL ends."""
+    revoked = api_keys.revoke_key(key_id)
+    logger.info("API key revoked", extra={"key_id": key_id})
+    return revoked
 
 
 # ---------------------------------------------------------------- request checks

@@ -81,6 +81,14 @@ def batch_part_sk(part_id: str) -> str:
     return f"PART#{part_id}"
 
 
+API_KEYS_INDEX_PK = "APIKEYS"
+
+
+def api_key_pk(key_id: str) -> str:
+    """A scoped API key: its hash, name and scopes (``sightline.api_keys``), never the key itself."""
+    return f"APIKEY#{key_id}"
+
+
 def image_key(sha256: str, extension: str) -> str:
     """Content-addressed, immutable copy of a registered image in the artifact bucket."""
     return f"images/{sha256[:2]}/{sha256}.{extension}"

@@ -23,7 +23,7 @@ def expanded():
 
 def test_every_function_and_layer_is_packaged_from_its_folder(expanded):
     functions = {k: r for k, r in expanded.resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 8
+    assert len(functions) == 9
     for resource in functions.values():
         key = resource["Properties"]["Code"]["S3Key"]
         folder = expanded.code_dirs[key]
@@ -32,20 +32,28 @@ def test_every_function_and_layer_is_packaged_from_its_folder(expanded):
     assert expanded.code_dirs[layers[0]["Properties"]["Content"]["S3Key"]].name == "sightline"
 
 
-def test_routes_come_from_the_expanded_api(expanded):
+def api_body(expanded) -> dict:
+    """The expanded template's REST API body, resolved as the local deployment resolves it."""
     api = next(r for r in expanded.resources.values() if r["Type"] == "AWS::ApiGateway::RestApi")
-    resolver = IntrinsicResolver("s", "us-east-1", {}, {
+    resolver = IntrinsicResolver("s", "us-east-1", {"ApiAuthorizer": "KeyAuthorizer"}, {
         "ApiFunction": Physical("api", {"Arn": "arn:aws:lambda:us-east-1:1:function:api"}),
         "PredictFunction": Physical("predict", {"Arn": "arn:aws:lambda:us-east-1:1:function:predict"}),
-    })
-    routes = routes_from_openapi(resolver.resolve(api["Properties"]["Body"]))
+        "AuthorizerFunction": Physical("authorizer", {"Arn": "arn:aws:lambda:us-east-1:1:function:authorizer"}),
+    }, expanded.conditions)
+    return resolver.resolve(api["Properties"]["Body"])
+
+
+def test_routes_come_from_the_expanded_api(expanded):
+    routes = routes_from_openapi(api_body(expanded))
     table = {(r.method, r.template): (r.function_arn.rsplit(":", 1)[-1], r.api_key_required) for r in routes}
-    assert table[("GET", "/v1/health")] == ("api", False)
+    assert table[("GET", "/v1/health")] == ("", False)  # API Gateway's MOCK integration answers
+    assert all(r.authorizer == "KeyAuthorizer" for r in routes if r.template != "/v1/health")
     assert table[("POST", "/v1/models/{id}/predict")] == ("predict", True)
     assert table[("GET", "/v1/models/{id}/versions/{version}")] == ("api", True)
     assert table[("POST", "/v1/models/{id}/versions")] == ("api", True)
     assert table[("POST", "/v1/datasets/{name}/uploads/complete")] == ("api", True)
-    assert len(table) == 28
+    assert table[("DELETE", "/v1/keys/{id}")] == ("api", True)
+    assert len(table) == 34
 
 
 def test_intrinsics_resolve_like_cloudformation():
@@ -126,7 +134,7 @@ def front():
         },
     }
     runtime = FakeRuntime()
-    return ApiFront(body, runtime, lambda: {"k"}, "prod"), runtime
+    return ApiFront(body, runtime, lambda key: key == "k", "prod"), runtime
 
 
 def test_front_enforces_the_api_key(front):
@@ -198,14 +206,19 @@ def test_a_body_over_api_gateways_limit_gets_the_payload_too_large_error(front):
     assert runtime.events == []
 
 
+class AllowingAuthorizerRuntime(FakeRuntime):
+    """The authorizer allows everything and names usage key "k"; functions answer 201."""
+
+    def invoke(self, name, event):
+        if name.endswith(":authorizer"):
+            return InvocationResult({"principalId": "p", "usageIdentifierKey": "k", "policyDocument": {
+                "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}]}})
+        return super().invoke(name, event)
+
+
 def test_the_templates_request_too_large_response_answers_an_oversized_event(expanded):
-    api_resource = next(r for r in expanded.resources.values() if r["Type"] == "AWS::ApiGateway::RestApi")
-    resolver = IntrinsicResolver("s", "us-east-1", {}, {
-        "ApiFunction": Physical("api", {"Arn": "arn:aws:lambda:us-east-1:1:function:api"}),
-        "PredictFunction": Physical("predict", {"Arn": "arn:aws:lambda:us-east-1:1:function:predict"}),
-    })
-    runtime = FakeRuntime()
-    api = ApiFront(resolver.resolve(api_resource["Properties"]["Body"]), runtime, lambda: {"k"}, "prod")
+    runtime = AllowingAuthorizerRuntime()
+    api = ApiFront(api_body(expanded), runtime, lambda key: key == "k", "prod")
     image = bytes(5 * 1024 * 1024)
     status, _, data = api.handle("POST", "/v1/models/m1/predict", {"x-api-key": "k", "Content-Type": "image/jpeg"}, image, "127.0.0.1")
     assert status == 413 and json.loads(data)["error"]["code"] == "payload_too_large"
