@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-lint.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# checkov first: its own pins lose to requirements.txt's (see requirements-lint.txt).
+	$(BIN)/python -m pip install --quiet -r requirements-lint.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
@@ -30,6 +32,8 @@ test-e2e: install
 lint: install
 	$(BIN)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint
+	# checkov: fails on any finding not in checkov-skips.yaml (each skip with its reason).
+	$(BIN)/python scripts/checkov_template.py template.yaml
 
 clean:
 	rm -rf $(VENV) .sightline .pytest_cache

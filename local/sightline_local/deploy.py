@@ -193,6 +193,8 @@ class Deployer:
         self._batch_service_role: str | None = None
         self.creators: dict[str, Callable[[str, dict], Physical]] = {
             "AWS::S3::Bucket": self._bucket,
+            "AWS::S3::BucketPolicy": self._bucket_policy,
+            "AWS::Logs::LogGroup": self._log_group,
             "AWS::DynamoDB::Table": self._table,
             "AWS::Events::EventBus": self._event_bus,
             "AWS::Events::Rule": self._event_rule,
@@ -204,6 +206,8 @@ class Deployer:
             "AWS::StepFunctions::StateMachine": self._state_machine,
             "AWS::ECR::Repository": self._repository,
             "AWS::EC2::SecurityGroup": self._security_group,
+            "AWS::EC2::LaunchTemplate": self._launch_template,
+            "AWS::EC2::VPCEndpoint": self._vpc_endpoint,
             "AWS::Batch::ComputeEnvironment": self._compute_environment,
             "AWS::Batch::JobQueue": self._job_queue,
             "AWS::Batch::JobDefinition": self._job_definition,
@@ -320,7 +324,26 @@ class Deployer:
             )
         return Physical(name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"})
 
-    # ------------------------------------------------------------ queues, topics, alarms
+    def _bucket_policy(self, logical_id: str, p: dict) -> Physical:
+        # moto evaluates bucket policies, and the local endpoint is plain HTTP: the aws:SecureTransport deny (an
+        # AWS-side guarantee) stays out here, the rest is applied as on AWS.
+        document = p["PolicyDocument"]
+        statements = [s for s in document.get("Statement", []) if not _denies_plain_http(s)]
+        if statements:
+            self.client("s3").put_bucket_policy(Bucket=p["Bucket"],
+                                                Policy=json.dumps({**document, "Statement": statements}))
+        return Physical(logical_id)
+
+    # ------------------------------------------------------------ logs, queues, topics, alarms
+    def _log_group(self, logical_id: str, p: dict) -> Physical:
+        # The local functions and state machines log to the terminal; the group is created as on AWS all the same.
+        name = p.get("LogGroupName") or f"/aws/sightline-local/{self._name(logical_id)}"
+        logs = self.client("logs")
+        logs.create_log_group(logGroupName=name)
+        if "RetentionInDays" in p:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+        return Physical(name, {"Arn": self._arn("logs", f"log-group:{name}:*")})
+
     def _queue(self, logical_id: str, p: dict) -> Physical:
         name = p.get("QueueName") or self._name(logical_id)
         attributes = {key: str(p[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds",
@@ -379,7 +402,7 @@ class Deployer:
     def _alarm(self, logical_id: str, p: dict) -> Physical:
         name = p.get("AlarmName") or self._name(logical_id)
         keys = ("AlarmDescription", "Namespace", "MetricName", "Dimensions", "Statistic", "Period",
-                "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions")
+                "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions", "Metrics")
         self.client("cloudwatch").put_metric_alarm(AlarmName=name, **{key: p[key] for key in keys if key in p})
         return Physical(name, {"Arn": self._arn("cloudwatch", f"alarm:{name}")})
 
@@ -506,10 +529,26 @@ class Deployer:
         )
         return Physical(group["GroupId"], {"GroupId": group["GroupId"]})
 
+    def _launch_template(self, logical_id: str, p: dict) -> Physical:
+        # Created in moto as on AWS (IMDSv2, encrypted volume); jobs run as local processes and never use it.
+        template = self.client("ec2").create_launch_template(
+            LaunchTemplateName=p.get("LaunchTemplateName") or self._name(logical_id),
+            LaunchTemplateData=p["LaunchTemplateData"],
+        )["LaunchTemplate"]
+        return Physical(template["LaunchTemplateId"], {"LaunchTemplateId": template["LaunchTemplateId"],
+                                                       "LatestVersionNumber": str(template["LatestVersionNumber"]),
+                                                       "DefaultVersionNumber": str(template["DefaultVersionNumber"])})
+
+    def _vpc_endpoint(self, logical_id: str, p: dict) -> Physical:
+        # Network plumbing of the training subnets on AWS: local jobs reach moto directly, so nothing is created.
+        return Physical(f"vpce-local-{logical_id.lower()}")
+
     def _compute_environment(self, logical_id: str, p: dict) -> Physical:
         name = p.get("ComputeEnvironmentName") or self._name(logical_id)
         resources = {_lower_first(k): v for k, v in p["ComputeResources"].items()}
         resources["ec2Configuration"] = [{_lower_first(k): v for k, v in c.items()} for c in resources.get("ec2Configuration", [])]
+        if "launchTemplate" in resources:
+            resources["launchTemplate"] = {_lower_first(k): str(v) for k, v in resources["launchTemplate"].items()}
         service_role = p.get("ServiceRole") or self._batch_service_linked_role()
         response = self.client("batch").create_compute_environment(
             computeEnvironmentName=name, type=p["Type"], state=p.get("State", "ENABLED"), computeResources=resources,
@@ -607,6 +646,11 @@ def _cors_rule(rule: dict) -> dict:
     names = {"Id": "ID", "AllowedMethods": "AllowedMethods", "AllowedOrigins": "AllowedOrigins",
              "AllowedHeaders": "AllowedHeaders", "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
     return {names[field]: value for field, value in rule.items()}
+
+
+def _denies_plain_http(statement: dict) -> bool:
+    condition = statement.get("Condition", {}).get("Bool", {})
+    return statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false"
 
 
 def _as_list(value: Any) -> list:

@@ -6,6 +6,7 @@ and the rest of the layer imports this package freely.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -269,17 +270,20 @@ class PredictorCache:
         if not artifacts.get("model") or not artifacts.get("labels"):
             raise ModelArtifactError(f"version {key[1]} of model {key[0]!r} records no model/labels artifacts")
         directory = self._directory(key)
+        integrity = version.get("integrity") or {}  # absent: recorded before versions pinned their objects
         try:
-            model_path = _fetch(artifacts["model"], directory / MODEL_FILE)
-            labels = json.loads(_fetch(artifacts["labels"], directory / LABELS_FILE).read_text())
+            model_path = _fetch(artifacts["model"], directory / MODEL_FILE, integrity.get("model"))
+            labels = json.loads(_fetch(artifacts["labels"], directory / LABELS_FILE, integrity.get("labels")).read_text())
             return Predictor(model_path, labels)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)  # nothing uncached stays in /tmp
             raise
 
 
-def _fetch(artifact: str, path: Path) -> Path:
-    """The artifact at ``path``, downloaded unless an earlier invocation of this container already did."""
+def _fetch(artifact: str, path: Path, pin: dict | None = None) -> Path:
+    """The artifact at ``path``, downloaded unless an earlier invocation of this container already did (only a
+    verified download ever lands there). ``pin`` ({"version_id", "sha256"}, as the version recorded it): exactly
+    that S3 version is downloaded and must hash to that sha256, else :class:`ModelArtifactError`."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,11 +295,26 @@ def _fetch(artifact: str, path: Path) -> Path:
     partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
     try:
         bucket, key = keys.split_location(artifact, get_settings().artifact_bucket)
-        aws.client("s3").download_file(bucket, key, str(partial))
+        version_id = (pin or {}).get("version_id")
+        aws.client("s3").download_file(bucket, key, str(partial),
+                                       ExtraArgs={"VersionId": version_id} if version_id else None)
+        if pin and pin.get("sha256"):
+            _verify(partial, str(pin["sha256"]), artifact)
         os.replace(partial, path)  # whole or absent: a crash mid-download never leaves a truncated model
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _verify(path: Path, expected: str, artifact: str) -> None:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected.lower():
+        # A server-side fault: the object is not the one the version recorded (replaced or corrupted).
+        raise ModelArtifactError(f"{artifact} has sha256 {digest.hexdigest()}, but its version recorded {expected}; "
+                                 "refusing to serve a model that is not the one trained")
 
 
 _predictors = PredictorCache()

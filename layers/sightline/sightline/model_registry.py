@@ -61,6 +61,9 @@ _VERSION_FIELDS = (
     "model_id", "version", "status", "template", "params", "datasets", "trigger", "metrics", "artifacts",
     "promoted", "failure_reason", "execution_arn", "job_id", "classes", "snapshot", "created_at", "finished_at",
     "weights", "promotion",
+    # {"model": {"version_id", "sha256"}, "labels": {...}}: the exact objects predict loads (workflow.record_version);
+    # absent on versions recorded before it.
+    "integrity",
 )
 
 

@@ -6,6 +6,7 @@ retries), so each one is idempotent.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any, NoReturn
@@ -234,6 +235,9 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
     }
     if _exists(prefix + CARD_FILE):  # containers before the model card wrote none
         artifacts["card"] = s3_uri(prefix + CARD_FILE)
+    # The objects predict will load, pinned: their S3 version and content hash (a later write to the key, by
+    # another job or by hand, cannot change what this version serves).
+    integrity = {"model": pin_artifact(prefix + MODEL_FILE), "labels": pin_artifact(prefix + LABELS_FILE)}
     # Only the call that moves the version out of training announces it: a repeated call stays quiet.
     became_ready = _finish_version(
         model_id,
@@ -243,6 +247,7 @@ def record_version(event: dict[str, Any]) -> dict[str, Any]:
         # Where training's starting weights came from ({"source": "s3" | "cache" | "download" | "none", ...}).
         weights=metrics.get("weights"),
         artifacts=artifacts,
+        integrity=integrity,
         classes=classes,
         job_id=job_id or version.get("job_id"),
     )
@@ -494,6 +499,24 @@ def _create_json(key: str, document: Any) -> bool:
         if aws.is_condition_failed(error):
             return False
         raise
+
+
+_HASH_CHUNK = 1024 * 1024
+
+
+def pin_artifact(key: str) -> dict[str, str | None]:
+    """``{"version_id", "sha256"}`` of the current object at ``key`` in the artifact bucket (the version id is None
+    in an unversioned bucket). The hash is of the very version named, read whole in chunks."""
+    s3 = aws.client("s3")
+    bucket = get_settings().artifact_bucket
+    version_id = s3.head_object(Bucket=bucket, Key=key).get("VersionId")
+    if version_id == "null":  # written before versioning was enabled
+        version_id = None
+    response = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: response["Body"].read(_HASH_CHUNK), b""):
+        digest.update(chunk)
+    return {"version_id": version_id, "sha256": digest.hexdigest()}
 
 
 def _exists(key: str) -> bool:
