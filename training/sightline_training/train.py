@@ -255,6 +255,7 @@ def run_job(config: JobConfig) -> dict[str, Any]:
                                         thresholds=assumed_thresholds(classes, per_class))
         serving_model = copy.deepcopy(model).cpu().float().eval()
         export.export_onnx(serving_model, template, image_size, output_dir / MODEL_FILE)
+        export.optimize_for_serving(output_dir / MODEL_FILE)  # before the check: it checks what predict loads
         check = verify_export(plan, serving_model, output_dir / MODEL_FILE, labels, paths, config.check_images)
         stop.check()
         if not check.passed:
