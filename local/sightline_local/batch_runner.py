@@ -26,7 +26,8 @@ def allowed_overrides() -> frozenset[str]:
     from sightline.contract import EvaluationEnvironment, JobEnvironment
 
     sent = {str(name) for name in JobEnvironment} - {str(JobEnvironment.WEIGHTS_URI)}  # that one: the job definition's
-    return frozenset(sent | {str(name) for name in EvaluationEnvironment})
+    # Step Functions' Batch integration adds MANAGED_BY_AWS=STARTED_BY_STEP_FUNCTIONS to every job it submits.
+    return frozenset(sent | {str(name) for name in EvaluationEnvironment} | {"MANAGED_BY_AWS"})
 
 
 def refused_overrides(job: Any) -> list[str]:

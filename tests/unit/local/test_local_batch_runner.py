@@ -142,6 +142,6 @@ def test_environment_overrides_the_workflow_does_not_send_refuse_the_job(tmp_pat
     allowed = FakeJob(attempts=1, rules=[])
     allowed.container_overrides = {"environment": [{"name": name, "value": "x"} for name in (
         "SIGHTLINE_MANIFEST_URI", "SIGHTLINE_OUTPUT_URI", "SIGHTLINE_CHECKPOINT_URI", "SIGHTLINE_TEMPLATE",
-        "SIGHTLINE_PARAMS", "SIGHTLINE_CORRELATION_ID", "SIGHTLINE_EVALUATION_MANIFEST_URI")]}
+        "SIGHTLINE_PARAMS", "SIGHTLINE_CORRELATION_ID", "SIGHTLINE_EVALUATION_MANIFEST_URI", "MANAGED_BY_AWS")]}
     runner(tmp_path, script).run(allowed)
     assert allowed.succeeded is True and marker.read_text() == "ran"
