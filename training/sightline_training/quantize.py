@@ -13,9 +13,11 @@ Both models are then measured on the validation split through the predict functi
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -72,7 +74,10 @@ def quantize_int8(source: Path, target: Path, input_name: str, tensors: Sequence
     # folded BatchNorm weights behind Identity nodes, and the quantizer leaves a weight it reaches through one in
     # fp32, so that ResNet-50's convolutions stayed fp32 between Q/DQ pairs and ran slower than the fp32 graph.
     prepared = target.with_name(f"{target.stem}.prepared.onnx")
-    quant_pre_process(str(source), str(prepared))
+    # Its symbolic shape inference writes what it could not finish to the working directory (a model and its
+    # external data) before raising: let that land in a folder of its own, not wherever the job was started.
+    with tempfile.TemporaryDirectory(prefix="quantize-") as scratch, contextlib.chdir(scratch):
+        quant_pre_process(str(source.resolve()), str(prepared.resolve()))
     quantize_static(str(prepared), str(target), _Images(input_name, tensors), quant_format=QuantFormat.QDQ,
                     per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
