@@ -23,7 +23,7 @@ def expanded():
 
 def test_every_function_and_layer_is_packaged_from_its_folder(expanded):
     functions = {k: r for k, r in expanded.resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 9
+    assert len(functions) == 11
     for resource in functions.values():
         key = resource["Properties"]["Code"]["S3Key"]
         folder = expanded.code_dirs[key]
