@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,7 +128,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack-name", default="sightline", help="the deployed stack (default: sightline)")
     parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--tag", default="latest", help="image tag to push (default: latest); the digest is what "
+    parser.add_argument("--tag", default=None, help="image tag to push (default: build-<UTC time>): the repository's "
+                        "tags are immutable, so each push needs a new one, and never `latest`; the digest is what "
                         "the job definition runs")
     parser.add_argument("--platform", default="linux/amd64", help="docker build --platform (Batch's GPU "
                         "instances are x86_64)")
@@ -138,8 +140,13 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = argument_parser().parse_args(argv)
+    args.tag = args.tag or time.strftime("build-%Y%m%d-%H%M%S", time.gmtime())
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", args.tag):
         print(f"--tag {args.tag!r} is not a valid image tag", file=sys.stderr)
+        return 2
+    if args.tag == "latest":
+        print("--tag latest is refused: the repository's tags are immutable and jobs name an image by digest or by "
+              "a tag that never moves", file=sys.stderr)
         return 2
     try:
         stack = describe_stack(args.stack_name, args.region)

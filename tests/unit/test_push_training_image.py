@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import stat
 from pathlib import Path
@@ -19,7 +20,7 @@ STACK = {"Stacks": [{
     "StackName": "sightline",
     "Outputs": [{"OutputKey": "TrainingRepositoryUri", "OutputValue": REPOSITORY}],
     "Parameters": [{"ParameterKey": "VpcId", "ParameterValue": "vpc-1"},
-                   {"ParameterKey": "TrainingImageTag", "ParameterValue": "latest"},
+                   {"ParameterKey": "TrainingImageTag", "ParameterValue": "v11"},
                    {"ParameterKey": "TrainingImageDigest", "ParameterValue": ""}],
 }]}
 
@@ -85,8 +86,9 @@ def test_without_repo_digests_it_asks_ecr_and_no_deploy_leaves_the_stack(fakes, 
     monkeypatch.setenv("FAKE_ECR_DIGEST", DIGEST)
     assert push.main(["--no-deploy", "--record", str(fakes / "record.json")]) == 0
     log = calls(fakes)
-    assert log[-1] == ("aws ecr describe-images --repository-name sightline-training --region us-east-1 --image-ids "
-                       "imageTag=latest --query imageDetails[0].imageDigest --output text")
+    # Without --tag, a new tag per push (the repository's tags are immutable): build-<UTC time>.
+    assert re.fullmatch(r"aws ecr describe-images --repository-name sightline-training --region us-east-1 --image-ids "
+                        r"imageTag=build-\d{8}-\d{6} --query imageDetails\[0\]\.imageDigest --output text", log[-1])
     assert not any("update-stack" in line for line in log)
     assert json.loads((fakes / "record.json").read_text())["digest"] == DIGEST
 
@@ -95,7 +97,7 @@ def test_a_stack_already_on_the_digest_is_not_updated(fakes):
     stack = json.loads(json.dumps(STACK))
     stack["Stacks"][0]["Parameters"][2]["ParameterValue"] = DIGEST
     (fakes / "stack.json").write_text(json.dumps(stack))
-    assert push.main(["--record", str(fakes / "record.json")]) == 0
+    assert push.main(["--tag", "v11", "--record", str(fakes / "record.json")]) == 0
     assert not any("update-stack" in line for line in calls(fakes))
 
 
@@ -116,6 +118,8 @@ def test_a_digest_that_is_not_one_fails_before_deploying(fakes, monkeypatch, cap
 def test_arguments_are_checked_and_a_failing_step_is_named(fakes, monkeypatch, capsys):
     assert push.main(["--tag", "bad tag"]) == 2
     assert "not a valid image tag" in capsys.readouterr().err
+    assert push.main(["--tag", "latest"]) == 2  # immutable tags: latest would be pushed once, then refused
+    assert "latest is refused" in capsys.readouterr().err
     (fakes / "bin" / "docker").write_text("#!/bin/sh\necho 'no daemon' >&2\nexit 3\n")
     assert push.main(["--record", str(fakes / "record.json")]) == 1
     assert "`docker login --username ...` exited 3: no daemon" in capsys.readouterr().err
