@@ -58,6 +58,7 @@ class Route:
     api_key_required: bool
     authorizer: str | None = None  # the name of its Lambda authorizer, None for none
     mock: dict | None = None  # a MOCK integration's {"statusCode", "body"}
+    iam: bool = False  # AWS_IAM authorization (SigV4)
 
 
 def routes_from_openapi(body: dict) -> list[Route]:
@@ -70,13 +71,14 @@ def routes_from_openapi(body: dict) -> list[Route]:
             required = any("api_key" in requirement for requirement in security)
             authorizer = next((name for requirement in security for name in requirement
                                if name not in ("api_key", "AWS_IAM")), None)
+            iam = any("AWS_IAM" in requirement for requirement in security)
             if str(integration.get("type", "")).lower() == "mock":
-                routes.append(Route(method.upper(), path, pattern, "", required, authorizer, _mock(integration)))
+                routes.append(Route(method.upper(), path, pattern, "", required, authorizer, _mock(integration), iam))
                 continue
             match = _FUNCTION_IN_URI.search(str(integration.get("uri", "")))
             if not match:
                 continue
-            routes.append(Route(method.upper(), path, pattern, match.group(1), required, authorizer))
+            routes.append(Route(method.upper(), path, pattern, match.group(1), required, authorizer, iam=iam))
     # Literal segments win over parameters, as in API Gateway.
     return sorted(routes, key=lambda r: r.template.count("{"))
 
@@ -127,6 +129,12 @@ class ApiFront:
         event = self._proxy_event(route, match.groupdict(), method, path, url.query, headers, body, source_ip,
                                   request_id)
         usage_key = lowered.get("x-api-key")
+        if route.iam:
+            # An unsigned request gets API Gateway's answer; a signature is not verified here (no IAM locally).
+            if not lowered.get("authorization", "").startswith("AWS4-HMAC-SHA256 "):
+                return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, NOT_FOUND, request_id)
+            log.warning("%s %s: AWS_IAM authorization: the SigV4 signature is not checked by the local stack",
+                        method, path)
         if route.authorizer is not None:
             decision = self._authorize(self.authorizers[route.authorizer], event, lowered)
             if decision.outcome != "allow":

@@ -106,3 +106,15 @@ def test_method_throttles_and_per_key_quotas_answer_429():
     assert call(api, "POST", "admin")[0] == 200
     assert [call(api, "GET", "admin")[0] for _ in range(3)] == [200, 200, 429]  # the key's 5 a day are used
     assert call(api, "GET", "good")[0] == 200  # another key has its own quota
+
+
+def test_iam_routes_refuse_unsigned_requests():
+    body = {"paths": {"/v1/models": {"get": {"security": [{"AWS_IAM": []}, {"api_key": []}],
+                                             "x-amazon-apigateway-integration": {"uri": FUNCTION.format("api")}}}}}
+    runtime = Runtime()
+    api = ApiFront(body, runtime, lambda key: key == "usage-good", "prod")
+    assert api.handle("GET", "/v1/models", {"x-api-key": "usage-good"}, b"", "127.0.0.1")[0] == 403
+    signed = {"x-api-key": "usage-good", "Authorization": "AWS4-HMAC-SHA256 Credential=AKIA/20261201/us-east-1/"
+                                                            "execute-api/aws4_request, Signature=00"}
+    runtime.invoke = lambda name, event: InvocationResult({"statusCode": 200, "body": "{}"})
+    assert api.handle("GET", "/v1/models", signed, b"", "127.0.0.1")[0] == 200
