@@ -57,7 +57,7 @@ class Job:
     batch_prediction_id: str
     bucket: str
     model_id: str
-    version: dict[str, Any]  # {"version", "artifacts": {"model", "labels"}}: what load_predictor reads
+    version: dict[str, Any]  # {"version", "artifacts": {"model", "labels"}, "integrity"}: what load_predictor reads
     threshold: float | None
     max_results: int | None
     classes: tuple[str, ...] | None
@@ -71,7 +71,8 @@ class Job:
             batch_prediction_id=str(batch_input["batch_prediction_id"]),
             bucket=str(batch_input["bucket"]),
             model_id=str(batch_input["model_id"]),
-            version={"version": int(batch_input["version"]), "artifacts": dict(batch_input["artifacts"])},
+            version={"version": int(batch_input["version"]), "artifacts": dict(batch_input["artifacts"]),
+                     "integrity": dict(batch_input.get("integrity") or {})},
             threshold=options.get("threshold"),
             max_results=options.get("max_results"),
             classes=tuple(options["classes"]) if options.get("classes") else None,

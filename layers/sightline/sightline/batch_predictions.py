@@ -155,6 +155,8 @@ def start_batch_prediction(model_id: str, request: dict[str, Any]) -> dict[str, 
         "batch_prediction_id": batch_prediction_id, "bucket": settings.data_bucket, "prefix": prefix,
         "model_id": model_id, "version": number,
         "artifacts": {"model": version["artifacts"]["model"], "labels": version["artifacts"]["labels"]},
+        # The S3 versions and hashes the record step pinned ({} for versions from before): workers load exactly those.
+        "integrity": version.get("integrity") or {},
         "options": options, "video": video.to_dict(),
     }
     try:

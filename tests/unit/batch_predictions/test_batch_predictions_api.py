@@ -43,6 +43,7 @@ def test_a_batch_prediction_starts_the_workflow_with_the_pinned_version(aws_reso
     sent = json.loads(execution["input"])
     assert sent["prefix"] == "incoming/" and sent["bucket"] == aws_resources.data_bucket
     assert sent["version"] == 1 and sent["artifacts"]["model"].endswith("/v1/model.onnx")
+    assert sent["integrity"] == {}  # this version was recorded without pinned objects; pinned ones are passed on
     assert sent["batch_prediction_id"] == answer["batch_prediction_id"]
 
     status, read = _call("GET", f"/v1/batch-predictions/{answer['batch_prediction_id']}")

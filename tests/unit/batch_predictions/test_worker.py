@@ -157,3 +157,14 @@ def test_the_handler_sends_a_caught_error_to_the_failure_record(aws_resources, r
 def test_part_ids_follow_the_batch_keys(keys_a, keys_b, same):
     ids = [worker.part_id([{"Key": key} for key in batch]) for batch in (keys_a, keys_b)]
     assert (ids[0] == ids[1]) is same
+
+
+def test_a_batch_loads_exactly_the_model_its_version_pinned(aws_resources, ready_classifier):
+    from sightline.inference import ModelArtifactError
+
+    _start_record(aws_resources)
+    items = [_put(aws_resources, "in/red.png", helpers.encode(helpers.solid((250, 10, 10))))]
+    swapped = {"model": {"sha256": "0" * 64}}  # not the hash of the model.onnx in the bucket
+    with pytest.raises(ModelArtifactError):
+        worker.predict_batch({"BatchInput": _batch_input(ready_classifier, aws_resources, integrity=swapped),
+                              "Items": items}, lambda: 900.0)
