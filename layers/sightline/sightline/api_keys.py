@@ -94,7 +94,10 @@ def find_key(key: str) -> dict[str, Any] | None:
     match = _KEY.fullmatch(key)
     if match is None:
         return None
-    item = _table().get_item(Key={"pk": keys.api_key_pk(match.group("id")), "sk": keys.META}).get("Item")
+    # Strongly consistent: a key works as soon as POST /v1/keys answered, and a revocation is read at once (the
+    # authorizer's answer is cached per key, so this read is rare).
+    item = _table().get_item(Key={"pk": keys.api_key_pk(match.group("id")), "sk": keys.META},
+                             ConsistentRead=True).get("Item")
     if item is None or item.get("revoked_at") or not hmac.compare_digest(item["key_hash"], key_hash(key)):
         return None
     return item
