@@ -19,6 +19,10 @@ logger = Logger()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Which key asked (the authorizer's context; absent under IAM authorization): every line says who did what.
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if authorizer.get("key_id"):
+        logger.append_keys(caller_key_id=authorizer["key_id"])
     if idempotency.applies(event):  # a POST with an Idempotency-Key: answered once per key
         response = idempotency.resolve(event, context, app.resolve)
     else:
