@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-_FUNCTION_IN_URI = re.compile(r"functions/(arn:aws:lambda:[^/]+)/invocations")
+# The function of an integration or authorizer URI (...:lambda:path/2015-03-31/functions/<arn>/invocations).
+FUNCTION_IN_URI = re.compile(r"functions/(arn:aws:lambda:[^/]+)/invocations")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def authorizers_from_openapi(body: dict) -> dict[str, Authorizer]:
         config = scheme.get("x-amazon-apigateway-authorizer")
         if not config or config.get("type", "").lower() != "request":
             continue
-        match = _FUNCTION_IN_URI.search(str(config.get("authorizerUri", "")))
+        match = FUNCTION_IN_URI.search(str(config.get("authorizerUri", "")))
         if not match:
             continue
         headers = tuple(source.split("method.request.header.", 1)[1].lower()

@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from sightline_local.api_authorizer import Authorizer, AuthorizerCache, Decision, authorizers_from_openapi, decide
+from sightline_local.api_authorizer import (FUNCTION_IN_URI, Authorizer, AuthorizerCache, Decision,
+                                            authorizers_from_openapi, decide)
 from sightline_local.api_throttle import Throttles
 from sightline_local.lambda_runtime import LambdaRuntime
 
@@ -46,7 +47,6 @@ ACCESS_DENIED = {"Message": "User is not authorized to access this resource with
 AUTHORIZER_FAILURE = {"message": None}
 THROTTLED = {"message": "Too Many Requests"}
 QUOTA_EXCEEDED = {"message": "Limit Exceeded"}
-_FUNCTION_IN_URI = re.compile(r"functions/(arn:aws:lambda:[^/]+)/invocations")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def routes_from_openapi(body: dict) -> list[Route]:
             if str(integration.get("type", "")).lower() == "mock":
                 routes.append(Route(method.upper(), path, pattern, "", required, authorizer, _mock(integration), iam))
                 continue
-            match = _FUNCTION_IN_URI.search(str(integration.get("uri", "")))
+            match = FUNCTION_IN_URI.search(str(integration.get("uri", "")))
             if not match:
                 continue
             routes.append(Route(method.upper(), path, pattern, match.group(1), required, authorizer, iam=iam))
@@ -176,22 +176,23 @@ class ApiFront:
                       f"{self.api_id}/{self.stage}/{event['httpMethod']}{event['path']}")
         cache_key = (authorizer.name, identity)
         answer = self.authorizer_cache.get(cache_key)
-        if answer is None:
-            request = {key: value for key, value in event.items() if key not in ("body", "isBase64Encoded")}
-            result = self.runtime.invoke(authorizer.function_arn, {"type": "REQUEST", "methodArn": method_arn,
-                                                                   **request})
-            if result.error:
-                message = result.payload.get("errorMessage") if isinstance(result.payload, dict) else None
-                if message == "Unauthorized":
-                    return Decision("unauthorized")
-                log.error("authorizer %s failed: %s", authorizer.name, message)
-                return Decision("failure")
-            answer = result.payload
-            if decide(answer, method_arn).outcome == "failure":
-                log.error("authorizer %s answered no policy: %r", authorizer.name, answer)
-                return Decision("failure")
-            self.authorizer_cache.put(cache_key, answer, authorizer.ttl_seconds)
-        return decide(answer, method_arn)
+        if answer is not None:
+            return decide(answer, method_arn)
+        request = {key: value for key, value in event.items() if key not in ("body", "isBase64Encoded")}
+        result = self.runtime.invoke(authorizer.function_arn, {"type": "REQUEST", "methodArn": method_arn,
+                                                               **request})
+        if result.error:
+            message = result.payload.get("errorMessage") if isinstance(result.payload, dict) else None
+            if message == "Unauthorized":
+                return Decision("unauthorized")
+            log.error("authorizer %s failed: %s", authorizer.name, message)
+            return Decision("failure")
+        decision = decide(result.payload, method_arn)
+        if decision.outcome == "failure":
+            log.error("authorizer %s answered no policy: %r", authorizer.name, result.payload)
+            return decision
+        self.authorizer_cache.put(cache_key, result.payload, authorizer.ttl_seconds)
+        return decision
 
     def _proxy_event(self, route: Route, params: dict, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str, request_id: str | None = None) -> dict:
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
