@@ -38,18 +38,42 @@ log = logging.getLogger("sightline.local")
 _installed = False
 
 
+class _Current:
+    """The executors of the stack running in this process. moto is patched once per process; a stack started
+    after another one stopped (the e2e test files, one after the other) rebinds the patches to its own."""
+
+    runtime: LambdaRuntime | None = None
+    job_runner: LocalJobRunner | None = None
+    start_execution: Callable[[str, str], None] | None = None
+
+
+class _Forward:
+    """Stands for ``_Current.<name>`` at call time."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        target = getattr(_Current, self._name)
+        if target is None:
+            raise RuntimeError("no local stack is running in this process")
+        return getattr(target, attribute)
+
+
 def install(runtime: LambdaRuntime, job_runner: LocalJobRunner, start_execution: Callable[[str, str], None]) -> None:
-    """Patch moto (once per process) so its services use the local executors."""
+    """Patch moto (once per process) so its services use this stack's local executors."""
     global _installed
+    _Current.runtime, _Current.job_runner, _Current.start_execution = runtime, job_runner, start_execution
     if _installed:
-        raise RuntimeError("the local stack's moto integration is already installed in this process")
+        return
     _installed = True
-    _patch_lambda(runtime)
-    _patch_batch(job_runner)
+    current_runtime: Any = _Forward("runtime")
+    _patch_lambda(current_runtime)
+    _patch_batch(_Forward("job_runner"))  # type: ignore[arg-type]
     _patch_stepfunctions_batch()
     distributed_map.install()
-    _patch_s3_notifications(runtime)
-    _patch_eventbridge_targets(runtime, start_execution)
+    _patch_s3_notifications(current_runtime)
+    _patch_eventbridge_targets(current_runtime, lambda arn, payload: _Current.start_execution(arn, payload))  # type: ignore[misc]
     _patch_stepfunctions_status_events()
     _patch_sqs_event_sources()
     _patch_s3_delete_markers()

@@ -10,6 +10,7 @@ import shlex
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,13 @@ class LocalStack:
         if self._runtime is not None:
             self._runtime.shutdown()
         if self._moto is not None:
+            # moto's backends are global to the process: empty them, so a stack started after this one (the e2e
+            # test files, one after the other) deploys into an empty account as this one did.
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{self.config.endpoint}/moto-api/reset", method="POST"),
+                                       timeout=30).read()
+            except OSError as error:
+                log.warning("moto's state was not reset: %s", error)
             self._moto.stop()
 
     def __enter__(self) -> "LocalStack":
@@ -189,8 +197,6 @@ class LocalStack:
         return env
 
     def _wait_for_moto(self) -> None:
-        import urllib.request
-
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"{self.config.endpoint}/moto-api/", timeout=1)
