@@ -86,7 +86,10 @@ def test_a_broken_model_is_a_generic_500_with_the_detail_in_the_log(handler, see
     model_id = seed_model(classifier_onnx, classifier_labels(classes=["a", "b", "c", "d", "e"]))
     status, answer = invoke(handler, for_model("apigw_predict_image.json", model_id))
     assert status == 500
-    assert answer == {"error": {"code": "internal_error", "message": "internal error"}}
+    # A code and a reference to quote (the request id), never the internal detail.
+    reference = answer["error"]["reference"]
+    assert answer["error"]["code"] == "internal_error" and reference
+    assert reference in answer["error"]["message"] and "logits" not in answer["error"]["message"]
     errors = [record for record in caplog.records if record.levelname == "ERROR"]
     assert errors and errors[-1].exc_info is not None  # the stack trace is logged
     assert "gives 3 logits for 5 classes" in str(errors[-1].exc_info[1])
