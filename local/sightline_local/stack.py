@@ -95,6 +95,9 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         config = self.config
+        # Process-wide settings of moto, put back by stop() (tests with moto's mocks may run in this process after).
+        self._saved_process_state = (os.environ.get("MOTO_PORT"),
+                                     default_user_config["stepfunctions"].get("execute_state_machine"))
         # Step Functions' service integrations call back into moto on MOTO_PORT.
         os.environ["MOTO_PORT"] = str(config.aws_port)
         os.environ.setdefault("AWS_DEFAULT_REGION", config.region)
@@ -158,6 +161,21 @@ class LocalStack:
             except OSError as error:
                 log.warning("moto's state was not reset: %s", error)
             self._moto.stop()
+        self._restore_process_state()
+
+    def _restore_process_state(self) -> None:
+        saved = getattr(self, "_saved_process_state", None)
+        if saved is None:
+            return
+        from moto.core.config import default_user_config
+
+        port, execute = saved
+        if port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = port
+        default_user_config["stepfunctions"]["execute_state_machine"] = execute
+        self._saved_process_state = None
 
     def __enter__(self) -> "LocalStack":
         return self.start()
