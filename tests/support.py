@@ -9,9 +9,11 @@ import importlib.util
 import io
 import json
 import random
+import socket
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -276,3 +278,23 @@ class Datasets:
         outcome = registration.unregister_object(self.resources.data_bucket, key)
         assert outcome["status"] == "removed", outcome
         return outcome
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_stack(state_dir: Path, api_key: str, **config: Any) -> Iterator[Any]:
+    """A local stack on free ports for the e2e tests of one module, stopped (and moto emptied) after them."""
+    from sightline_local.stack import LocalStack, StackConfig
+
+    local = LocalStack(StackConfig(aws_port=free_port(), api_port=free_port(), api_key=api_key, state_dir=state_dir,
+                                   **config)).start()
+    try:
+        yield local
+    finally:
+        local.stop()

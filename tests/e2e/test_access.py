@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
 
 import pytest
@@ -13,29 +12,18 @@ from PIL import Image
 from sightline_local import synthetic
 from sightline_local.cli import main as cli
 from sightline_local.client import SightlineClient
-from sightline_local.stack import LocalStack, StackConfig
+from support import running_stack
 
 pytestmark = pytest.mark.e2e
 
 CACHE_SECONDS = 2  # AuthorizerCacheSeconds of this stack: how long a revoked key may still be honoured
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    config = StackConfig(aws_port=free_port(), api_port=free_port(), api_key="e2e-access-key-0123456789",
-                         state_dir=tmp_path_factory.mktemp("state"),
-                         parameters={"AuthorizerCacheSeconds": str(CACHE_SECONDS)})
-    local = LocalStack(config).start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("state"), "e2e-access-key-0123456789",
+                       parameters={"AuthorizerCacheSeconds": str(CACHE_SECONDS)}) as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import urllib.request
 
 import pytest
@@ -14,29 +13,17 @@ from PIL import Image
 
 from sightline_local import synthetic
 from sightline_local.client import SightlineClient
-from sightline_local.stack import LocalStack, StackConfig
-from support import REPO, load_module
+from support import REPO, load_module, running_stack
 
 pytestmark = pytest.mark.e2e
 
 write_video = load_module(REPO / "tests" / "unit" / "batch_predictions" / "batch_helpers.py").write_video
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    config = StackConfig(aws_port=_free_port(), api_port=_free_port(), api_key="e2e-batch-key-0123456789",
-                         state_dir=tmp_path_factory.mktemp("state"))
-    local = LocalStack(config).start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("state"), "e2e-batch-key-0123456789") as local:
         yield local
-    finally:
-        local.stop()
 
 
 def test_a_prefix_of_images_and_a_video_is_predicted_in_batches(stack, tmp_path):

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import random
-import socket
 import time
 import urllib.request
 import zipfile
@@ -21,29 +20,17 @@ from schemathesis.checks import not_a_server_error
 
 from sightline_local import synthetic
 from sightline_local.client import SightlineClient
-from sightline_local.stack import LocalStack, StackConfig
+from support import running_stack
 
 pytestmark = pytest.mark.e2e
 
 TRAINING_TIMEOUT = 900
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    config = StackConfig(
-        aws_port=free_port(), api_port=free_port(), api_key="e2e-test-key-0123456789", state_dir=tmp_path_factory.mktemp("state")
-    )
-    local = LocalStack(config).start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("state"), "e2e-test-key-0123456789") as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture(scope="module")
