@@ -14,21 +14,18 @@ Only top-level Map states are batched (the one shape this stack's definitions us
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 # AWS's default when only MaxItemsPerBatch is given.
 DEFAULT_MAX_INPUT_BYTES = 256 * 1024
 _BATCHER_ATTRIBUTE = "_sightline_item_batcher"
-_installed = False
 
 
+@functools.cache  # once per process
 def install() -> None:
     """Patch moto's interpreter (once per process: a second patch would batch the batches)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
     _patch_parser()
     _patch_map_run()
     _patch_list_objects()

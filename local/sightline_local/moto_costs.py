@@ -40,15 +40,11 @@ import time
 import types
 from typing import Any
 
-_installed = False
 
 
+@functools.cache  # once per process
 def install() -> None:
     """Patch moto's DynamoDB and SQS backends (once per process)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
     _patch_module_list()
     _patch_name_conversions()
     _patch_transactions()
