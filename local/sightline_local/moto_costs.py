@@ -41,7 +41,6 @@ import types
 from typing import Any
 
 
-
 @functools.cache  # once per process
 def install() -> None:
     """Patch moto's DynamoDB and SQS backends (once per process)."""
