@@ -21,12 +21,14 @@ run: install
 	$(BIN)/sightline local up $(ARGS)
 
 test: install
+	sh scripts/install_browser.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not e2e" $(PYTEST_ARGS)
 
 test-e2e: install
+	sh scripts/install_browser.sh
 	$(BIN)/python -m pytest -q -m e2e $(PYTEST_ARGS)
 
 lint: install

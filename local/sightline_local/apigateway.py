@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from sightline_local.api_authorizer import (FUNCTION_IN_URI, Authorizer, AuthorizerCache, Decision,
                                             authorizers_from_openapi, decide)
 from sightline_local.api_throttle import Throttles
+from sightline_local.console_site import ConsoleSite
 from sightline_local.lambda_runtime import LambdaRuntime
 
 log = logging.getLogger("sightline.local.api")
@@ -93,8 +94,12 @@ def _mock(integration: dict) -> dict:
 class ApiFront:
     def __init__(self, body: dict, runtime: LambdaRuntime, valid_key: Callable[[str], bool], stage: str, *,
                  api_id: str = "local", region: str = "us-east-1", method_settings: list[dict] | None = None, usage_plan: dict | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, console: ConsoleSite | None = None) -> None:
         self.routes = routes_from_openapi(body)
+        # The web console at /console (static files; presigned URLs point at the functions' AWS endpoint).
+        # A test's stand-in runtime may have no environment: then the CSP names no S3 endpoint.
+        environment = getattr(runtime, "base_env", None) or {}
+        self.console = console or ConsoleSite(s3_endpoint=environment.get("AWS_ENDPOINT_URL"))
         self.binary_types = [t.replace("~1", "/") for t in body.get("x-amazon-apigateway-binary-media-types", [])]
         self.gateway_responses = body.get("x-amazon-apigateway-gateway-responses", {})
         self.authorizers = authorizers_from_openapi(body)
@@ -112,6 +117,9 @@ class ApiFront:
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(raw_path)
         path = url.path
+        console = self.console.answer(method, path, headers)
+        if console is not None:
+            return console
         if len(body) > MAX_REQUEST_BODY_BYTES:
             return self._gateway_response("REQUEST_TOO_LARGE", 413, PAYLOAD_TOO_LARGE)
         matched = [(r, m) for r in self.routes if (m := r.pattern.match(path))]

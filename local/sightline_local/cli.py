@@ -42,6 +42,7 @@ def banner(stack: LocalStack, key_file: Path, show_key: bool) -> str:
 Sightline local stack is up.
 
   API (API Gateway front)   {api}/v1
+  web console               {api}/console/  (sign in with the API key)
   AWS endpoint (moto)       {stack.config.endpoint}
   data bucket               s3://{data_bucket}  (upload datasets under datasets/<name>/)
   artifact bucket           s3://{stack.output('ArtifactBucketName')}

@@ -224,6 +224,9 @@ class Deployer:
             "AWS::SNS::TopicPolicy": self._topic_policy,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::CloudFront::OriginAccessControl": self._cloudfront,
+            "AWS::CloudFront::ResponseHeadersPolicy": self._cloudfront,
+            "AWS::CloudFront::Distribution": self._cloudfront,
         }
         self.sqs_event_sources: list[SqsEventSource] = []
 
@@ -322,7 +325,8 @@ class Deployer:
                     **({"QueueConfigurations": queue_configs} if queue_configs else {}),
                 },
             )
-        return Physical(name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"})
+        return Physical(name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com",
+                               "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com"})
 
     def _bucket_policy(self, logical_id: str, p: dict) -> Physical:
         # moto evaluates bucket policies, and the local endpoint is plain HTTP: the aws:SecureTransport deny (an
@@ -542,6 +546,12 @@ class Deployer:
     def _vpc_endpoint(self, logical_id: str, p: dict) -> Physical:
         # Network plumbing of the training subnets on AWS: local jobs reach moto directly, so nothing is created.
         return Physical(f"vpce-local-{logical_id.lower()}")
+
+    def _cloudfront(self, logical_id: str, p: dict) -> Physical:
+        # The console's distribution on AWS: locally the API front serves console/ itself at /console (with the
+        # same headers), so nothing is created; ids and a domain name stand in for what outputs and CORS name.
+        identifier = f"LOCAL{logical_id.upper()}"[:14]
+        return Physical(identifier, {"Id": identifier, "DomainName": f"{identifier.lower()}.cloudfront.local"})
 
     def _compute_environment(self, logical_id: str, p: dict) -> Physical:
         name = p.get("ComputeEnvironmentName") or self._name(logical_id)

@@ -144,6 +144,11 @@ class LambdaRuntime:
         self._pools: dict[str, _Pool] = {}
         self._async = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
 
+    @property
+    def base_env(self) -> dict[str, str]:
+        """The environment every function starts from (a copy): the AWS endpoint, region and credentials."""
+        return dict(self._base_env)
+
     def register(self, spec: FunctionSpec) -> None:
         self._pools[spec.name] = _Pool(spec)
 
