@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 from sightline_local import synthetic
-from sightline_local.client import SightlineClient
+from sightline_client import RetryPolicy, SightlineClient, TrainingFailed
 from sightline_local.stack import LocalStack, StackConfig
 
 
@@ -48,39 +48,40 @@ def main() -> int:
     stack = LocalStack(StackConfig(aws_port=free_port(), api_port=free_port(), state_dir=Path(tempfile.mkdtemp()))).start()
     rows.append(("stack start (moto + template deploy + API front)", f"{time.perf_counter() - started:.1f} s"))
     try:
-        api = SightlineClient(stack.config.api_url, stack.api_key, timeout=300)
+        # No retries: a request that fails is the benchmark's failure, not hidden in a slower figure.
+        api = SightlineClient(stack.config.api_url, stack.api_key, timeout=300, retry=RetryPolicy(attempts=1))
         archive = synthetic.classification_zip(per_class=args.images // 2, size=64, seed=1)
         started = time.perf_counter()
         stack.client("s3").put_object(Bucket=stack.output("DataBucketName"), Key="datasets/bench/bench.zip", Body=archive)
-        api.wait_for("/v1/datasets/bench", lambda d: d["status"] == "ready", timeout=600, interval=0.2)
+        assert api.wait_for_dataset("bench", timeout=600, settle=0, interval=0.2)["status"] == "ready"
         seconds = time.perf_counter() - started
         rows.append((f"register a {len(archive) / 1e6:.1f} MB zip of {args.images} images", f"{seconds:.1f} s ({args.images / seconds:.0f} images/s)"))
 
         started = time.perf_counter()
-        created = api.post("/v1/models", {"name": "bench", "task": "classification", "datasets": ["bench"],
-                                          "params": {"epochs": args.epochs, "image_size": 64, "batch_size": 32}}).json()
+        created = api.create_model("bench", "classification", ["bench"],
+                                   params={"epochs": args.epochs, "image_size": 64, "batch_size": 32})
         model_id = created["model_id"]
-        model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"), timeout=1800, interval=1)
-        if model["status"] != "ready":
-            raise SystemExit(f"training failed: {model.get('failure_reason')}")
+        try:
+            api.wait_for_version(model_id, created["version"], 1800, interval=1)
+        except TrainingFailed as failed:
+            raise SystemExit(f"training failed: {failed.message}") from None
         rows.append((f"train mobilenet_v3_small, {args.epochs} epochs at 64 px, API call to ready", f"{time.perf_counter() - started:.1f} s"))
 
         image, _ = synthetic.shapes_image(random.Random(3), 320, 240, labels=("circle",))
         body = synthetic.encode(image, "JPEG")
         started = time.perf_counter()
-        first = api.post(f"/v1/models/{model_id}/predict", body, content_type="image/jpeg")
+        api.predict(model_id, body)
         cold = time.perf_counter() - started
-        assert first.status == 200, first.body
         warm = []
         for _ in range(args.predictions):
             started = time.perf_counter()
-            assert api.post(f"/v1/models/{model_id}/predict", body, content_type="image/jpeg").status == 200
+            api.predict(model_id, body)
             warm.append(time.perf_counter() - started)
 
         from sightline import inference
         from sightline.imaging import decode_image
 
-        artifacts = api.get(f"/v1/models/{model_id}/versions/1").json()["artifacts"]
+        artifacts = api.get_version(model_id, 1)["artifacts"]
         s3 = stack.client("s3")
         fetch = lambda uri: s3.get_object(Bucket=uri.split("/")[2], Key=uri.split("/", 3)[3])["Body"].read()  # noqa: E731
         import json

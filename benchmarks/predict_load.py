@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from pathlib import Path
 
 from sightline_local import synthetic
-from sightline_local.client import SightlineClient
+from sightline_client import RetryPolicy, SightlineClient, SightlineError
 from sightline_local.stack import LocalStack, StackConfig
 
 
@@ -34,10 +34,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def send(api_url: str, api_key: str, path: str, image: bytes, requests: int, concurrency: int,
+def send(api_url: str, api_key: str, model_id: str, image: bytes, requests: int, concurrency: int,
          max_seconds: float) -> tuple[list[float], Counter[str], float]:
     """(latencies of the answered requests in ms, answers by status or error, wall seconds): the clients."""
-    client = SightlineClient(api_url, api_key, timeout=60)
+    # One try per request: a throttled or failed request is counted, never retried out of sight.
+    client = SightlineClient(api_url, api_key, timeout=60, retry=RetryPolicy(attempts=1))
     deadline = time.monotonic() + max_seconds
 
     def one(_: int) -> tuple[str, float]:
@@ -45,9 +46,10 @@ def send(api_url: str, api_key: str, path: str, image: bytes, requests: int, con
             return "not sent (time limit)", 0.0
         started = time.perf_counter()
         try:
-            status = str(client.post(path, image, content_type="image/jpeg").status)
-        except OSError as error:
-            status = f"{type(error).__name__}"
+            client.predict(model_id, image)
+            status = "200"
+        except SightlineError as error:
+            status = str(error.status) if error.status else error.code
         return status, (time.perf_counter() - started) * 1000
 
     latencies: list[float] = []
@@ -82,22 +84,18 @@ def main() -> int:
         api = SightlineClient(stack.config.api_url, stack.api_key, timeout=300)
         stack.client("s3").put_object(Bucket=stack.output("DataBucketName"), Key="datasets/shapes/shapes.zip",
                                       Body=synthetic.classification_zip(per_class=8, size=64))
-        api.wait_for("/v1/datasets/shapes", lambda d: d["status"] == "ready", timeout=300)
-        created = api.post("/v1/models", {"name": "load", "task": "classification", "datasets": ["shapes"],
-                                          "template": args.template,
-                                          "params": {"epochs": 1, "image_size": 64, "batch_size": 8}})
-        assert created.status == 202, created.body
-        model_id = created.json()["model_id"]
-        model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"), timeout=900, interval=2)
-        assert model["status"] == "ready", model.get("failure_reason")
+        assert api.wait_for_dataset("shapes", timeout=300)["status"] == "ready"
+        created = api.create_model("load", "classification", ["shapes"], template=args.template,
+                                   params={"epochs": 1, "image_size": 64, "batch_size": 8})
+        model_id = created["model_id"]
+        api.wait_for_version(model_id, created["version"], 900, interval=2)
 
         image, _ = synthetic.shapes_image(random.Random(7), 640, 480)
         jpeg = synthetic.encode(image, "JPEG")
-        path = f"/v1/models/{model_id}/predict"
-        assert api.post(path, jpeg, content_type="image/jpeg").status == 200  # warm: the cold start is not load
+        api.predict(model_id, jpeg)  # warm: the cold start is not load
         # The clients run in a process of their own, as they would on a user's machine, not in the stack's.
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as clients:
-            latencies, outcomes, seconds = clients.submit(send, stack.config.api_url, stack.api_key, path, jpeg,
+            latencies, outcomes, seconds = clients.submit(send, stack.config.api_url, stack.api_key, model_id, jpeg,
                                                           args.requests, args.concurrency, args.max_seconds).result()
     finally:
         stack.stop()

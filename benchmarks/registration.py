@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from sightline_local import synthetic
-from sightline_local.client import SightlineClient
+from sightline_client import SightlineClient
 from sightline_local.stack import LocalStack, StackConfig
 
 LABELS = ("circle", "square")
@@ -243,7 +243,7 @@ def main() -> int:
                     raise TimeoutError(f"dataset {name} did not register {count} images within an hour")
                 time.sleep(0.25)
             seconds = time.perf_counter() - started
-            assert api.get(f"/v1/datasets/{name}").json()["images"] == count  # and the API agrees
+            assert api.get_dataset(name)["images"] == count  # and the API agrees
             cpu_after = cpu_seconds()
             profiles.append((name, count, calls.take(), (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])))
             return seconds

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from sightline_local import aws_deploy, control, keys_cli, snapshot
+from sightline_local import aws_deploy, control, snapshot
 from sightline_local.stack import REPO_ROOT, LocalStack, StackConfig
 
 
@@ -105,11 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "down":
             command.add_argument("--timeout", type=float, default=120.0,
                                  help="seconds to wait for it to stop (default 120)")
-    keys_cli.add_parser(commands)
     aws_deploy.add_parser(commands)
     args = parser.parse_args(argv)
-    if args.command == "keys":
-        return keys_cli.run(args)
     if args.command == "deploy":
         return aws_deploy.run(args)
     state_dir = (args.state_dir or REPO_ROOT / ".sightline").resolve()

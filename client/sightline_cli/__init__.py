@@ -1,0 +1,1 @@
+"""The ``sightline`` command (Typer + Rich), built on :mod:`sightline_client`."""

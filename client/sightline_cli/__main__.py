@@ -1,0 +1,5 @@
+import sys
+
+from sightline_cli.app import main
+
+sys.exit(main())
