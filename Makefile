@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-e2e lint clean
+.PHONY: install run deploy test test-unit test-e2e lint clean
 
 install: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): requirements.txt requirements-lint.txt pyproject.toml
 
 run: install
 	$(BIN)/sightline local up $(ARGS)
+
+# To AWS: checks, sam build, sam deploy (guided the first time), the training image, the API URL. ARGS=--dry-run
+# prints every step without running it (README, Deploying to AWS).
+deploy: install
+	$(BIN)/sightline deploy $(ARGS)
 
 test: install
 	sh scripts/install_browser.sh

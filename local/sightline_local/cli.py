@@ -175,7 +175,10 @@ def up_command(args: argparse.Namespace, state_dir: Path) -> int:
     control.write_pid_file(state_dir, control.RUNNING, started_at=control.now(), api_url=stack.config.api_url,
                            endpoint=stack.config.endpoint, region=stack.config.region,
                            table=stack.output("TableName"), key_file=str(key_file))
-    if not args.no_demo:
+    if not args.no_demo and stack.restored is not None:
+        print("The demo runs only on a stack that starts empty (this one was restored; --fresh starts empty).",
+              flush=True)
+    elif not args.no_demo:
         from sightline_local.demo import run_demo
 
         def demo() -> None:

@@ -215,7 +215,8 @@ def detach(state_dir: Path, up_arguments: list[str], timeout: float = 300.0,
     until it serves, or say why it did not."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / LOG_FILE
-    with open(log_path, "ab") as log:
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # requests, names: this user's
+    with os.fdopen(descriptor, "ab") as log:
         log.write(f"\n--- sightline local up (background), {now()} ---\n".encode())
         log.flush()
         process = subprocess.Popen(
