@@ -261,9 +261,14 @@ class LocalStack:
         return summary
 
     def _snapshot_periodically(self) -> None:
-        while not self._snapshot_stop.wait(self.config.snapshot_seconds):
+        """After changes, a snapshot every ``snapshot_seconds``, or ten times as long as the last one took (a big
+        table's scan must not take more than a tenth of the stack's time)."""
+        wait = self.config.snapshot_seconds
+        while not self._snapshot_stop.wait(wait):
             if self._changes is not None and self._changes.count != self._written_changes:
-                self.write_snapshot()
+                written = self.write_snapshot()
+                if written is not None:
+                    wait = max(self.config.snapshot_seconds, 10 * written.seconds)
 
     # ------------------------------------------------------------ helpers
     def client(self, service: str) -> Any:
