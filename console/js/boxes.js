@@ -16,8 +16,10 @@ export function boxedImage({src, alt, width, height, boxes = [], labels = []}) {
   if (!width || !height || !boxes.length) return wrap;
   const svg = s("svg", {viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", class: "overlay",
                         "aria-hidden": "true"});
-  const stroke = Math.max(1, Math.round(Math.max(width, height) / 160));
-  const font = Math.max(9, Math.round(Math.max(width, height) / 22));
+  // In the image's own units, so lines and captions keep their size on screen whatever the image's pixels.
+  const side = Math.max(width, height);
+  const stroke = side / 100;
+  const font = side / 16;
   for (const item of boxes) {
     const box = item.box || item;
     const colour = colourIndex(item.label, labels);

@@ -85,7 +85,8 @@ export function table(columns, rows, {caption, empty = "Nothing yet."} = {}) {
   return h("div", {class: "table-wrap"},
     h("table", null,
       caption ? h("caption", {text: caption}) : null,
-      h("thead", null, h("tr", null, columns.map((column) => h("th", {scope: "col", text: column.title})))),
+      h("thead", null, h("tr", null, columns.map((column) => h("th", {scope: "col", class: column.numeric ? "num" : null,
+                                                                       text: column.title})))),
       h("tbody", null, rows.map((row) => h("tr", null, columns.map((column) => {
         const value = column.cell(row);
         return h("td", {class: column.numeric ? "num" : null}, value);

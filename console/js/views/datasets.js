@@ -39,7 +39,7 @@ export async function datasetsView(params, q) {
 }
 
 function uploadForm() {
-  const name = h("input", {id: "upload-name", name: "dataset", required: true, pattern: NAME.source,
+  const name = h("input", {id: "upload-name", name: "dataset", required: true, pattern: "[A-Za-z0-9._\\-]{1,64}",
                            autocomplete: "off", "aria-describedby": "upload-help"});
   const files = h("input", {id: "upload-files", type: "file", multiple: true});
   const folder = h("input", {id: "upload-folder", type: "file", webkitdirectory: true});
@@ -75,6 +75,7 @@ export async function datasetView({name}, q, page) {
   const classes = h("div");
   const heading = h("h1", {text: name});
   const images = imageGrid(name, q.class || "");
+  const issues = issuesSection(name);
   const deleteButton = h("button", {type: "button", class: "danger", text: "Delete dataset"});
   const deleteProblems = h("div");
   deleteButton.addEventListener("click", async () => {
@@ -106,6 +107,7 @@ export async function datasetView({name}, q, page) {
     renderSummary(summary, dataset);
     renderClasses(classes, name, dataset);
     if (grew) images.reload();
+    issues.reload();
     return true;
   }
   await refresh();
@@ -115,7 +117,7 @@ export async function datasetView({name}, q, page) {
 
   return h("div", null,
     h("p", {class: "crumbs"}, h("a", {href: href("/datasets"), text: "Datasets"})),
-    heading, summary, classes, images.element, issuesSection(name),
+    heading, summary, classes, images.element, issues.element,
     section("Danger zone", deleteButton, deleteProblems));
 }
 
@@ -227,6 +229,6 @@ function issuesSection(name) {
   more.addEventListener("click", () => load(false));
   const form = h("form", {class: "row", role: "search", onsubmit: (event) => { event.preventDefault(); load(true); }},
     h("label", {for: "issue-filter", text: "Filter"}), filter, h("button", {type: "submit", text: "Filter"}));
-  load(true);
-  return section("Issues", form, status, list, more);
+  // Loaded once the dataset exists, and again whenever it changes (the first page, with the filter kept).
+  return {element: section("Issues", form, status, list, more), reload: () => load(true)};
 }

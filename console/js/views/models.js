@@ -133,7 +133,7 @@ function versionsSection(model, versions, refresh) {
     {title: metric, numeric: true, cell: (v) => number(v.metrics && v.metrics[metric])},
     {title: "Trigger", cell: (v) => (v.trigger && v.trigger.type) || "–"},
     {title: "Started", cell: (v) => when(v.created_at)},
-    {title: "Actions", cell: (v) => v.actions},
+    {title: "Actions", cell: (v) => v.actions || "–"},
   ], rows, {caption: `Versions of ${model.name || model.model_id}`}), h("div", {class: "row"}, retrain), problems);
 }
 
@@ -174,7 +174,7 @@ export function versionActions(model, v, problems, refresh) {
     });
     buttons.push(remove);
   }
-  return buttons.length ? h("div", {class: "row tight"}, buttons) : "–";
+  return buttons.length ? h("div", {class: "row tight"}, buttons) : null;
 }
 
 function dangerZone(model) {
