@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from conftest import API_KEY
+from fake_api import API_KEY
 from sightline_client import ConfigurationError, SightlineClient, ValidationError
 from sightline_client.config import config_path, resolve, write_config_file
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import API_KEY, Reply, error
+from fake_api import API_KEY, Reply, error
 from support import free_port
 from sightline_client import (
     Conflict,

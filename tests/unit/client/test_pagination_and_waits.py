@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import error
+from fake_api import error
 from sightline_client import NotFound, SightlineError, TrainingCancelled, TrainingFailed, WaitTimeout
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Reply, error
+from fake_api import Reply, error
 from sightline_client import UploadFailed, ValidationError
 from sightline_client.uploads import MAX_URLS_PER_ANSWER, MIN_PART_BYTES, LocalFile, batches, collect
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import API_KEY, Reply, Sleeps, error
+from fake_api import API_KEY, Reply, Sleeps, error
 from sightline_cli import state as state_module
 from sightline_client import SightlineClient
 from sightline_cli.app import app, main
