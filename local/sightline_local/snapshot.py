@@ -320,7 +320,7 @@ def _restore_bucket(account_id: str, name: str, objects: dict[str, list[dict]], 
                           storage=record.get("storage_class"), etag=record.get("etag"),
                           is_versioned=bucket.is_versioned, version_id=record["version_id"], bucket_name=name,
                           encryption=record.get("encryption"), kms_key_id=record.get("kms_key_id"))
-            key.set_metadata(dict(record.get("metadata") or {}), replace=True)
+            key.set_metadata(dict(record.get("metadata") or {}))  # into its LowercaseDict, as moto keeps it
             key.last_modified = modified
             versions.append(key)
         if versions:
