@@ -14,9 +14,12 @@ export async function keyView(params, query) {
     try {
       await get("/v1/datasets?limit=1");
     } catch (error) {
-      forgetKey();
-      result.replaceChildren(errorBox(error));
-      return;
+      // A valid key whose scopes do not include reading (a predict-only key) is still a key: keep it.
+      if (error.code !== "scope_forbidden") {
+        forgetKey();
+        result.replaceChildren(errorBox(error));
+        return;
+      }
     }
     document.dispatchEvent(new CustomEvent("sightline:key"));
     go(query.next && query.next !== "/key" ? query.next : "/datasets");

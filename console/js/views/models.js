@@ -1,6 +1,6 @@
 // Models: the list with a form to train a new one, and one model with its versions (promote or roll back,
 // cancel, delete, train another version).
-import {get, post, del, seg, query, ApiError} from "../api.js";
+import {get, post, del, seg} from "../api.js";
 import {h, replace, number, when, badge, table, facts, section, toast} from "../dom.js";
 import {errorBox, act} from "../errors.js";
 import {href, go} from "../router.js";
@@ -191,11 +191,3 @@ function dangerZone(model) {
   });
   return section("Danger zone", remove, problems);
 }
-
-// Every model (all pages are one here: the route answers every model), for pickers.
-export async function allModels() {
-  const answer = await get(`/v1/models${query({})}`);
-  return answer.models || [];
-}
-
-export {ApiError};

@@ -1,6 +1,6 @@
 // One model version: live training progress (epoch bar, loss and metric curves from the per-epoch history), or
 // its metrics, per-class figures, plots, model card, download links and evaluations once trained.
-import {get, post, seg, ApiError} from "../api.js";
+import {get, post, seg} from "../api.js";
 import {h, replace, number, when, duration, bytes, badge, table, facts, section, toast} from "../dom.js";
 import {errorBox, act} from "../errors.js";
 import {href} from "../router.js";
@@ -183,5 +183,3 @@ async function follow(evaluationId, place) {
     await new Promise((resolve) => setTimeout(resolve, 3000));
   }
 }
-
-export {ApiError};
