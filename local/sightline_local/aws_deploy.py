@@ -10,7 +10,9 @@ Steps, in order (each stops the deployment when it fails, naming itself):
    ``sam deploy --config-env <env>``;
 4. the training image: ``scripts/push_training_image.py`` (ECR login, build, push, the digest, the stack
    parameter ``TrainingImageDigest``);
-5. the stack's outputs: the API URL and how to get a key.
+5. the stack's outputs;
+6. the web console: ``console/`` and its ``config.json`` into the console bucket, and a CloudFront invalidation;
+   then the API and console URLs and how to get a key are printed.
 
 ``--dry-run`` prints each step and its exact command and runs nothing (no process, no AWS call).
 (Not to be confused with ``deploy.py``, which plays CloudFormation for the local stack inside moto.)
@@ -18,16 +20,20 @@ Steps, in order (each stops the deployment when it fails, naming itself):
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from sightline_local import console_site
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {
@@ -158,8 +164,12 @@ class Deployment:
             deploy,
             Step("training image", push, "ECR login, docker build of training/Dockerfile, push, and the stack's "
                  "TrainingImageDigest parameter set to the pushed digest"),
-            Step("stack outputs", None, f"reads the stack's outputs (cloudformation describe-stacks {self.stack_name})"
-                 " and prints the API URL and how to get a key", action=self.read_outputs),
+            Step("stack outputs", None, f"reads the stack's outputs (cloudformation describe-stacks {self.stack_name})",
+                 action=self.read_outputs),
+            Step("web console", None, "uploads console/ and its config.json to the ConsoleBucketName output's bucket "
+                 "(Cache-Control no-cache, each file's content type; files no longer in console/ are deleted), "
+                 "invalidates the ConsoleDistributionId distribution, and prints the API and console URLs and how "
+                 "to get a key", action=self.publish_console),
         ]
 
     def describe(self) -> str:
@@ -173,11 +183,14 @@ class Deployment:
                 lines.append("     (python) boto3.client('sts').get_caller_identity()")
             elif step.command is not None:
                 lines.append(f"     $ {shlex.join(step.command)}")
+            elif step.name == "web console":
+                lines.append(f"     (python) boto3 s3.put_object of {len(console_site.published_files())} files and "
+                             "config.json; cloudfront.create_invalidation(Paths=['/*'])")
             else:
                 lines.append(f"     (python) boto3.client('cloudformation', region_name={self.region!r})"
                              f".describe_stacks(StackName={self.stack_name!r})")
         if self.settings.guided:
-            lines.append("(steps 4 and 5 use the stack name and region the guided deploy saves; shown here with "
+            lines.append("(steps 4 to 6 use the stack name and region the guided deploy saves; shown here with "
                          "the defaults)")
         return "\n".join(lines)
 
@@ -232,6 +245,35 @@ class Deployment:
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         if "ApiUrl" not in self.outputs:
             raise DeployFailed(f"stack {self.stack_name} has no ApiUrl output: is it a Sightline stack?")
+
+    def publish_console(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        missing = [name for name in CONSOLE_OUTPUTS if not self.outputs.get(name)]
+        if missing:
+            raise DeployFailed(f"stack {self.stack_name} has no {', '.join(missing)} output: deploy the current "
+                               "template.yaml (it declares the console)")
+        bucket, distribution = self.outputs["ConsoleBucketName"], self.outputs["ConsoleDistributionId"]
+        files = console_site.published_files()
+        config = {"api_base": "", "api_url": self.outputs["ConsoleUrl"], "environment": "aws"}
+        try:
+            s3 = self._client("s3")
+            for relative, path in files.items():
+                s3.put_object(Bucket=bucket, Key=relative, Body=path.read_bytes(), CacheControl="no-cache",
+                              ContentType=console_site.CONTENT_TYPES[path.suffix])
+            s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config).encode(), CacheControl="no-cache",
+                          ContentType=console_site.CONTENT_TYPES[".json"])
+            kept = {*files, "config.json"}
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                stale = [{"Key": item["Key"]} for item in page.get("Contents", []) if item["Key"] not in kept]
+                if stale:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": stale, "Quiet": True})
+            self._client("cloudfront").create_invalidation(DistributionId=distribution, InvalidationBatch={
+                "Paths": {"Quantity": 1, "Items": ["/*"]}, "CallerReference": f"sightline-deploy-{time.time_ns()}"})
+        except (BotoCoreError, ClientError) as error:
+            raise DeployFailed(f"cannot publish the console to s3://{bucket} (distribution {distribution}): "
+                               f"{error}") from None
+        self.out(f"    {len(files)} console files and config.json in s3://{bucket}; CloudFront invalidated")
         self.out(next_steps(self.outputs, self.region))
 
     def _client(self, service: str) -> Any:
@@ -244,6 +286,7 @@ class Deployment:
 
 
 DOCKER_INFO = ["docker", "info", "--format", "{{.ServerVersion}}"]
+CONSOLE_OUTPUTS = ("ConsoleBucketName", "ConsoleDistributionId", "ConsoleUrl")
 
 
 def next_steps(outputs: dict[str, str], region: str) -> str:
@@ -253,6 +296,7 @@ def next_steps(outputs: dict[str, str], region: str) -> str:
 Sightline is deployed.
 
   API        {api}/v1
+  console    {outputs.get('ConsoleUrl', '?')}  (type the key there once)
   data       s3://{outputs.get('DataBucketName', '?')}  (upload datasets under datasets/<name>/)
 
 The stack's own key (the admin key) is an API Gateway key, ApiKeyId {key_id}:

@@ -60,6 +60,19 @@ def s3_origins(endpoint: str | None) -> list[str]:
     return [origin, f"{url.scheme}://*.{url.netloc}"]
 
 
+def published_files(root: Path = CONSOLE_DIR) -> dict[str, Path]:
+    """Every file the console serves, by its path relative to ``root`` (what ``sightline deploy`` uploads to the
+    console bucket): the known types only, no hidden names, nothing whose real path leaves ``root``."""
+    site = ConsoleSite(root)
+    found: dict[str, Path] = {}
+    for path in sorted(site.root.rglob("*")):
+        relative = path.relative_to(site.root).as_posix()
+        target = site._resolve(relative) if path.is_file() else None
+        if target is not None and relative != "config.json":  # config.json is written per deployment
+            found[relative] = target
+    return found
+
+
 class ConsoleSite:
     def __init__(self, root: Path = CONSOLE_DIR, s3_endpoint: str | None = None) -> None:
         self.root = root.resolve()

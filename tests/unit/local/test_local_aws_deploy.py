@@ -56,10 +56,28 @@ def deployment(tmp_path, samconfig=CONFIGURED, runner=None, which=lambda tool: f
                                  out=printed.append, **kwargs), printed
 
 
-def create_stack(region="eu-west-1", name="vision", outputs=OUTPUTS) -> None:
+def create_console(region="eu-west-1") -> dict[str, str]:
+    """The console's bucket and distribution in moto; the stack outputs that name them."""
+    boto3.client("s3", region_name=region).create_bucket(
+        Bucket="vision-console", CreateBucketConfiguration={"LocationConstraint": region})
+    distribution = boto3.client("cloudfront", region_name=region).create_distribution(DistributionConfig={
+        "CallerReference": "test", "Comment": "", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "console", "DomainName": "vision-console.s3.amazonaws.com",
+                                              "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "console", "ViewerProtocolPolicy": "https-only",
+                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                 "MinTTL": 0, "TrustedSigners": {"Enabled": False, "Quantity": 0}},
+    })["Distribution"]
+    return {"ConsoleBucketName": "vision-console", "ConsoleDistributionId": distribution["Id"],
+            "ConsoleUrl": f"https://{distribution['DomainName']}"}
+
+
+def create_stack(region="eu-west-1", name="vision", outputs=None) -> dict[str, str]:
+    outputs = {**OUTPUTS, **create_console(region)} if outputs is None else outputs
     template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
                 "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
     boto3.client("cloudformation", region_name=region).create_stack(StackName=name, TemplateBody=json.dumps(template))
+    return outputs
 
 
 def test_settings_say_guided_until_the_profile_names_the_stack_and_every_parameter_without_a_default(tmp_path):
@@ -100,8 +118,9 @@ def test_the_dry_run_prints_every_command_and_runs_no_process_and_no_aws_call(ca
     assert commands[-3:-1] == ["sam build --config-env default", "sam deploy --guided --config-env default"]
     assert commands[-1].endswith("scripts/push_training_image.py --stack-name sightline --region us-east-1 --tag v7")
     assert "docker info --format '{{.ServerVersion}}'" in commands
-    assert [line.split(":")[0] for line in lines if line[:2] in {f"{n}." for n in range(1, 6)}] == [
-        "1. prerequisites", "2. sam build", "3. sam deploy (guided)", "4. training image", "5. stack outputs"]
+    assert [line.split(":")[0] for line in lines if line[:2] in {f"{n}." for n in range(1, 7)}] == [
+        "1. prerequisites", "2. sam build", "3. sam deploy (guided)", "4. training image", "5. stack outputs",
+        "6. web console"]
     assert "no value for VpcId, SubnetIds" in printed and "describe_stacks(StackName='sightline')" in printed
 
 
@@ -120,6 +139,43 @@ def test_a_configured_profile_deploys_in_order_and_prints_the_url_from_the_stack
     assert "aws apigateway get-api-key --api-key k3y1d --include-value --region eu-west-1" in text
     assert f"sightline keys create --api-url {OUTPUTS['ApiUrl']}" in text
     assert "AWS account 123456789012" in text
+    assert "console    https://" in text
+
+
+def test_the_console_is_published_with_its_types_and_config_and_stale_files_go(tmp_path, monkeypatch):
+    site = tmp_path / "console"
+    (site / "js").mkdir(parents=True)
+    (site / "index.html").write_text("<!doctype html>")
+    (site / "js" / "app.js").write_text("export {};")
+    (site / ".hidden.js").write_text("secret")
+    (site / "notes.md").write_text("not served")
+    monkeypatch.setattr(aws_deploy.console_site, "CONSOLE_DIR", site)
+    monkeypatch.setattr(aws_deploy.console_site.published_files, "__defaults__", (site,))
+    with mock_aws():
+        outputs = create_stack()
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.put_object(Bucket="vision-console", Key="js/removed.js", Body=b"old")
+        planned, printed = deployment(tmp_path)
+        planned.run()
+        stored = {item["Key"] for item in s3.list_objects_v2(Bucket="vision-console")["Contents"]}
+        assert stored == {"index.html", "js/app.js", "config.json"}
+        script = s3.get_object(Bucket="vision-console", Key="js/app.js")
+        assert (script["ContentType"], script["CacheControl"]) == ("text/javascript; charset=utf-8", "no-cache")
+        config = json.loads(s3.get_object(Bucket="vision-console", Key="config.json")["Body"].read())
+        assert config == {"api_base": "", "api_url": outputs["ConsoleUrl"], "environment": "aws"}
+        invalidations = boto3.client("cloudfront").list_invalidations(
+            DistributionId=outputs["ConsoleDistributionId"])["InvalidationList"]
+        assert invalidations["Quantity"] == 1
+    assert "2 console files and config.json in s3://vision-console" in "\n".join(printed)
+
+
+def test_a_stack_without_the_console_outputs_fails_the_console_step_by_name(tmp_path):
+    with mock_aws():
+        create_stack(outputs=OUTPUTS)
+        planned, _ = deployment(tmp_path)
+        with pytest.raises(aws_deploy.DeployFailed, match=r"step 6 of 6 \(web console\) failed: stack vision has no "
+                                                          "ConsoleBucketName, ConsoleDistributionId, ConsoleUrl output"):
+            planned.run()
 
 
 @pytest.mark.parametrize(("failing", "number", "name"), [
@@ -133,7 +189,7 @@ def test_a_failing_step_stops_the_deployment_and_names_itself(tmp_path, failing,
         with pytest.raises(aws_deploy.DeployFailed) as failed:
             planned.run()
     message = str(failed.value)
-    assert message.startswith(f"step {number} of 5 ({name}) failed: `{' '.join(failing)}")
+    assert message.startswith(f"step {number} of 6 ({name}) failed: `{' '.join(failing)}")
     assert "exited 2" in message and "run `sightline deploy` again" in message
     assert runner.commands[-1][:2] == failing  # nothing after it ran
 
@@ -141,7 +197,7 @@ def test_a_failing_step_stops_the_deployment_and_names_itself(tmp_path, failing,
 def test_missing_tools_a_stopped_daemon_and_missing_credentials_fail_the_first_step(tmp_path, monkeypatch):
     with mock_aws():
         planned, _ = deployment(tmp_path, which=lambda tool: None if tool in ("docker", "sam") else "/bin/x")
-        with pytest.raises(aws_deploy.DeployFailed, match=r"step 1 of 5 \(prerequisites\) failed: sam is not "
+        with pytest.raises(aws_deploy.DeployFailed, match=r"step 1 of 6 \(prerequisites\) failed: sam is not "
                                                           r"installed .*; docker is not installed"):
             planned.run()
         runner = FakeRunner(fail=(["docker", "info"], 1))
@@ -178,10 +234,10 @@ def test_after_a_guided_deploy_the_later_steps_use_the_stack_it_saved(tmp_path):
     assert OUTPUTS["ApiUrl"] in "\n".join(printed)
 
 
-def test_a_stack_without_the_api_url_output_or_no_stack_at_all_fails_the_last_step(tmp_path):
+def test_a_stack_without_the_api_url_output_or_no_stack_at_all_fails_the_outputs_step(tmp_path):
     with mock_aws():
         planned, _ = deployment(tmp_path)
-        with pytest.raises(aws_deploy.DeployFailed, match=r"step 5 of 5 \(stack outputs\) failed: cannot read stack "
+        with pytest.raises(aws_deploy.DeployFailed, match=r"step 5 of 6 \(stack outputs\) failed: cannot read stack "
                                                           "vision in eu-west-1"):
             planned.run()
         create_stack(outputs={"Other": "x"})
@@ -197,7 +253,7 @@ def test_the_command_prints_the_failure_on_one_line_and_exits_1(tmp_path, capsys
     args = argparse.Namespace(config_env="default", tag=None, yes=False, dry_run=False)
     assert aws_deploy.run(args, runner=runner) == 1
     error = capsys.readouterr().err
-    assert error.startswith("sightline deploy: step 1 of 5 (prerequisites) failed: docker cannot reach its daemon")
+    assert error.startswith("sightline deploy: step 1 of 6 (prerequisites) failed: docker cannot reach its daemon")
     assert error.count("\n") == 1
 
 
