@@ -4,18 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run deploy test test-unit test-e2e lint clean
+.PHONY: install lock run deploy test test-unit test-e2e lint clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-lint.txt pyproject.toml
+# From the lock files: every package at the version locked, each file checked against its hash.
+$(STAMP): requirements.lock requirements-lint.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# checkov first: its own pins lose to requirements.txt's (see requirements-lint.txt).
-	$(BIN)/python -m pip install --quiet -r requirements-lint.txt
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	# checkov first: its own pins lose to requirements.lock's (see requirements-lint.txt).
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-lint.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# After changing a pin in requirements.txt or requirements-lint.txt: resolve again, for every platform, with hashes.
+lock:
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	$(BIN)/uv pip compile requirements.txt --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command "make lock" --quiet -o requirements.lock
+	$(BIN)/uv pip compile requirements-lint.txt --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command "make lock" --quiet -o requirements-lint.lock
 
 run: install
 	$(BIN)/sightline local up $(ARGS)
@@ -41,6 +50,7 @@ lint: install
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint
 	# checkov: fails on any finding not in checkov-skips.yaml (each skip with its reason).
 	$(BIN)/python scripts/checkov_template.py template.yaml
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) .sightline .pytest_cache

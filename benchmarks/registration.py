@@ -280,7 +280,8 @@ def main() -> int:
         for name, build in (("voc", voc_archive), ("yolo", yolo_archive)):
             data = build(detection)
             seconds = timed(name, len(detection),
-                            lambda: s3.put_object(Bucket=bucket, Key=f"datasets/{name}/export.zip", Body=data))
+                            lambda name=name, data=data: s3.put_object(Bucket=bucket, Key=f"datasets/{name}/export.zip",
+                                                                       Body=data))
             row(f"{name.upper()} zip of {len(detection)} images", len(detection), seconds)
 
         if args.chunked_zip_images:
@@ -297,7 +298,7 @@ def main() -> int:
 
     print(f"\nRegistration through the local stack on {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}\n")
-    print(f"| upload | time | images/s | register workers' peak RSS |\n| --- | --- | --- | --- |")
+    print("| upload | time | images/s | register workers' peak RSS |\n| --- | --- | --- | --- |")
     for what, seconds, rate, memory in rows:
         print(f"| {what} | {seconds} | {rate} | {memory} |")
     print(f"\nloose uploads / the same images zipped: {loose_seconds / zip_seconds:.2f}x (target: at most 2x); "

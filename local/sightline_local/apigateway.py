@@ -125,11 +125,10 @@ class ApiFront:
         matched = [(r, m) for r in self.routes if (m := r.pattern.match(path))]
         if not matched:
             return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, NOT_FOUND)
-        for route, match in matched:
-            if route.method == method:
-                break
-        else:
+        found = next(((route, match) for route, match in matched if route.method == method), None)
+        if found is None:
             return self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, NOT_FOUND)
+        route, match = found
         request_id = str(uuid.uuid4())
         if not self.throttles.method_allows(method, route.template):
             return self._gateway_response("THROTTLED", 429, THROTTLED, request_id)

@@ -69,7 +69,7 @@ class SqsPoller:
             while not self._stop.is_set():
                 try:
                     running = delivery
-                    messages = self._gather(source, busy=lambda: running is not None and running.is_alive())
+                    messages = self._gather(source, busy=lambda running=running: running is not None and running.is_alive())
                     if messages:
                         if delivery is not None:
                             delivery.join()

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import stat
 
 import pytest
 
-from fake_api import API_KEY
 from sightline_client import ConfigurationError, SightlineClient, ValidationError
 from sightline_client.config import config_path, resolve, write_config_file
 

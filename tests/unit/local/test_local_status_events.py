@@ -9,7 +9,7 @@ from sightline_local.moto_patches import STATUS_CHANGE, status_change_event
 
 
 def execution(status: str, **fields) -> SimpleNamespace:
-    return SimpleNamespace(**{"output": None, "error": None, "cause": None, **fields}, 
+    return SimpleNamespace(**{"output": None, "error": None, "cause": None, **fields},
         exec_arn="arn:aws:states:us-east-1:123456789012:execution:sightline-train:mdl-1-v2",
         state_machine=SimpleNamespace(arn="arn:aws:states:us-east-1:123456789012:stateMachine:sightline-train"),
         name="mdl-1-v2", exec_status=SimpleNamespace(value=status),

@@ -159,7 +159,7 @@ def test_any_request_is_parsed_and_decoded_or_refused_with_a_client_error(reques
         parsed = parse_predict_request(body, content_type, query, model_id=None if several_models else "mdl-1")
         for named in parsed.images:
             if named.error is None:
-                only_client_errors(lambda: decode_image(named.data))  # per image: its own error in the answer
+                only_client_errors(lambda named=named: decode_image(named.data))  # per image: its own error in the answer
         return parsed
 
     parsed = only_client_errors(parse_and_decode)

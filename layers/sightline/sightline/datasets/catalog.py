@@ -220,14 +220,14 @@ class DatasetContents:
         single-labelled images and the negatives (``label: null``); multi-label takes every labelled image."""
         items: list[dict[str, Any]] = []
         if task == CLASSIFICATION:
-            for sha, entry in sorted(self.labelled.items()):
+            for _, entry in sorted(self.labelled.items()):
                 if entry.single_label or not entry.labels:
                     items.append({**_item_base(entry.image, bucket), "label": entry.single_label})
         elif task == MULTILABEL:
-            for sha, entry in sorted(self.labelled.items()):
+            for _, entry in sorted(self.labelled.items()):
                 items.append({**_item_base(entry.image, bucket), "labels": list(entry.labels)})
         elif task == DETECTION:
-            for sha, entry in sorted(self.detection.items()):
+            for _, entry in sorted(self.detection.items()):
                 items.append({**_item_base(entry.image, bucket), "boxes": [box.to_dict() for box in entry.boxes]})
         return items
 

@@ -19,7 +19,7 @@ from exported_datasets import (
     yolo_members,
     zip_of,
 )
-from sightline.datasets import manifest, store
+from sightline.datasets import store
 
 PHOTOS = photos(4)
 
