@@ -11,14 +11,19 @@ import json
 import random
 import socket
 import sys
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
+import requests
+from sightline_client import RetryPolicy, SightlineClient, SightlineError
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = Path(__file__).parent / "events"
@@ -298,3 +303,59 @@ def running_stack(state_dir: Path, api_key: str, **config: Any) -> Iterator[Any]
         yield local
     finally:
         local.stop()
+
+
+# ---------------------------------------------------------------- the API of a running local stack
+
+
+class _LastAnswer(requests.Session):
+    """A requests session that keeps the last answer it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: requests.Response | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        self.last = super().request(*args, **kwargs)
+        return self.last
+
+
+class StackClient(SightlineClient):
+    """The public client as the e2e tests use it: no retries (a 429 or an error status is what the test sees, never
+    retried away, as the benchmarks count them), and ``last``, the last HTTP answer: the status and headers
+    (``Location``) that a typed method does not return."""
+
+    def __init__(self, api_url: str, api_key: str, *, timeout: float = 120) -> None:
+        self._answers = _LastAnswer()
+        super().__init__(api_url, api_key, timeout=timeout, retry=RetryPolicy(attempts=1), session=self._answers)
+
+    @property
+    def last(self) -> requests.Response:
+        assert self._answers.last is not None, "nothing was sent yet"
+        return self._answers.last
+
+
+def wait_until(read: Callable[[], T], done: Callable[[T], Any], timeout: float, interval: float = 1.0) -> T:
+    """``read()`` (a typed method) every ``interval`` seconds until ``done`` holds for its answer, which is returned.
+    An error answer (a 404 before a dataset registers or a version starts) counts as not yet; no answer at all is
+    raised. A TimeoutError names the last answer."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            answer = read()
+        except SightlineError as error:
+            if error.status is None:
+                raise
+            last = error
+        else:
+            if done(answer):
+                return answer
+            last = answer
+        time.sleep(interval)
+    raise TimeoutError(f"not reached in {timeout:.0f} s; last answer: {last}")
+
+
+def get_without_key(api_url: str, path: str) -> requests.Response:
+    """``GET path`` with no API key at all, which the client never sends; any status."""
+    return requests.get(api_url.rstrip("/") + path, timeout=120)

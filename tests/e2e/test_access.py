@@ -9,14 +9,15 @@ import time
 import pytest
 from PIL import Image
 
+from sightline_client import Forbidden, NotFound, SightlineError, Throttled, ValidationError
 from sightline_local import synthetic
 from sightline_cli.app import main as cli
-from sightline_local.client import SightlineClient
-from support import running_stack
+from support import StackClient, get_without_key, running_stack
 
 pytestmark = pytest.mark.e2e
 
 CACHE_SECONDS = 2  # AuthorizerCacheSeconds of this stack: how long a revoked key may still be honoured
+UNKNOWN_MODEL = "mdl-0123456789ab"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def admin(stack):
-    return SightlineClient(stack.config.api_url, stack.api_key, timeout=120)
+    return StackClient(stack.config.api_url, stack.api_key)
 
 
 @pytest.fixture
@@ -57,22 +58,25 @@ def image() -> bytes:
 
 
 def test_health_is_answered_without_a_key_or_any_function(admin, invocations):
-    answer = admin.get("/v1/health", api_key=None)
-    assert (answer.status, answer.json()) == (200, {"status": "ok"})
+    assert admin.health() == {"status": "ok"}  # sent without the key
+    assert "x-api-key" not in admin.last.request.headers and admin.last.status_code == 200
     assert invocations == []
 
 
 def test_a_predict_only_key_predicts_and_nothing_else_until_it_is_revoked(stack, admin, capsys):
     created = keys_cli(stack, capsys, "create", "--name", "camera", "--scope", "predict")
     assert created["scopes"] == ["predict"] and created["key"].endswith(created["last4"])
-    camera = SightlineClient(stack.config.api_url, created["key"], timeout=120)
+    camera = StackClient(stack.config.api_url, created["key"])
 
     # Past the authorizer: the model does not exist, which only the predict function can say.
-    unknown = camera.post("/v1/models/mdl-0123456789ab/predict", image(), content_type="image/png")
-    assert unknown.status == 404 and unknown.json()["error"]["code"] == "model_not_found"
-    for refused in (camera.post("/v1/models", {"name": "x", "task": "classification", "datasets": ["x"]}),
-                    camera.get("/v1/datasets"), camera.get("/v1/keys")):
-        assert refused.status == 403 and refused.json()["error"]["code"] == "scope_forbidden"
+    with pytest.raises(NotFound) as unknown:
+        camera.predict(UNKNOWN_MODEL, image())
+    assert (unknown.value.status, unknown.value.code) == (404, "model_not_found")
+    for refused in (lambda: camera.create_model("x", "classification", ["x"]), camera.list_datasets,
+                    camera.list_keys):
+        with pytest.raises(Forbidden) as caught:
+            refused()
+        assert (caught.value.status, caught.value.code) == (403, "scope_forbidden")
 
     listed = {key["key_id"]: key for key in keys_cli(stack, capsys, "list")["keys"]}
     assert listed[created["key_id"]]["revoked_at"] is None
@@ -81,27 +85,44 @@ def test_a_predict_only_key_predicts_and_nothing_else_until_it_is_revoked(stack,
     # The authorizer's cached answer may still let it through for CACHE_SECONDS, API Gateway's own key cache a
     # few seconds more; after that the key is refused for good.
     deadline = revoked_at + CACHE_SECONDS + 10
-    while camera.post("/v1/models/mdl-0123456789ab/predict", image(), content_type="image/png").status != 403:
+    while True:
+        try:
+            camera.predict(UNKNOWN_MODEL, image())
+        except NotFound:  # still let through to the predict function
+            pass
+        except Forbidden:
+            break
         assert time.monotonic() < deadline, "the revoked key is still honoured"
         time.sleep(0.5)
-    denied = camera.post("/v1/models/mdl-0123456789ab/predict", image(), content_type="image/png")
-    assert denied.status == 403 and denied.json()["error"]["code"] == "forbidden"
+    with pytest.raises(Forbidden) as denied:
+        camera.predict(UNKNOWN_MODEL, image())
+    assert (denied.value.status, denied.value.code) == (403, "forbidden")
     listed = {key["key_id"]: key for key in keys_cli(stack, capsys, "list")["keys"]}
     assert listed[created["key_id"]]["revoked_at"]
 
 
-def test_the_stacks_own_key_keeps_every_scope_and_unknown_keys_are_forbidden(admin):
-    assert admin.get("/v1/templates").status == 200
-    assert admin.get("/v1/keys").status == 200
-    for key in (None, "not-a-key-0123456789", "sl_0123456789abcdef_" + "A" * 43):
-        answer = admin.get("/v1/templates", api_key=key)
-        assert answer.status == 403 and answer.json()["error"]["code"] == "forbidden"
+def test_the_stacks_own_key_keeps_every_scope_and_unknown_keys_are_forbidden(stack, admin):
+    assert admin.list_templates() and admin.last.status_code == 200
+    admin.list_keys()
+    assert admin.last.status_code == 200
+    keyless = get_without_key(stack.config.api_url, "/v1/templates")
+    assert keyless.status_code == 403 and keyless.json()["error"]["code"] == "forbidden"
+    for key in ("not-a-key-0123456789", "sl_0123456789abcdef_" + "A" * 43):
+        with pytest.raises(Forbidden) as caught:
+            StackClient(stack.config.api_url, key).list_templates()
+        assert (caught.value.status, caught.value.code) == (403, "forbidden")
 
 
 def test_creating_keys_is_throttled_per_method_with_api_gateways_answer(admin):
     # POST /v1/keys: 1 a second, bursts of 5 (template.yaml MethodSettings); refused bodies count too.
-    answers = [admin.post("/v1/keys", {"name": "", "scopes": ["read"]}) for _ in range(8)]
+    # The client retries nothing here (StackClient), so each refusal is seen as it was answered.
+    answers = []
+    for _ in range(8):
+        with pytest.raises(SightlineError) as refused:
+            admin.create_key("", ["read"])
+        answers.append(refused.value)
     statuses = [answer.status for answer in answers]
     assert set(statuses) == {400, 429} and statuses[0] == 400, statuses
+    assert all(isinstance(answer, ValidationError) for answer in answers if answer.status == 400)
     throttled = next(answer for answer in answers if answer.status == 429)
-    assert throttled.json()["error"]["code"] == "throttled"
+    assert isinstance(throttled, Throttled) and throttled.code == "throttled"
