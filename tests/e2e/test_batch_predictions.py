@@ -9,11 +9,10 @@ import random
 import urllib.request
 
 import pytest
-from PIL import Image
 
+from sightline_client import ValidationError
 from sightline_local import synthetic
-from sightline_local.client import SightlineClient
-from support import REPO, load_module, running_stack
+from support import REPO, StackClient, load_module, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,17 +26,16 @@ def stack(tmp_path_factory):
 
 
 def test_a_prefix_of_images_and_a_video_is_predicted_in_batches(stack, tmp_path):
-    api = SightlineClient(stack.config.api_url, stack.api_key, timeout=120)
+    api = StackClient(stack.config.api_url, stack.api_key)
     s3, data_bucket = stack.client("s3"), stack.output("DataBucketName")
     s3.put_object(Bucket=data_bucket, Key="datasets/shapes/shapes.zip",
                   Body=synthetic.classification_zip(per_class=5, size=48))
-    api.wait_for("/v1/datasets/shapes", lambda d: d["status"] == "ready" and d["images"] == 10, timeout=120)
-    created = api.post("/v1/models", {"name": "shapes", "task": "classification", "datasets": ["shapes"],
-                                      "params": {"epochs": 1, "image_size": 64, "batch_size": 8}})
-    assert created.status == 202, created.body
-    model_id = created.json()["model_id"]
-    model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"), timeout=600,
-                         interval=2)
+    wait_until(lambda: api.get_dataset("shapes"), lambda d: d["status"] == "ready" and d["images"] == 10, timeout=120)
+    model_id = api.create_model("shapes", "classification", ["shapes"],
+                                params={"epochs": 1, "image_size": 64, "batch_size": 8})["model_id"]
+    assert api.last.status_code == 202
+    model = wait_until(lambda: api.get_model(model_id), lambda m: m["status"] in ("ready", "failed"), timeout=600,
+                       interval=2)
     assert model["status"] == "ready", model.get("failure_reason")
 
     # 21 images, a text file and a video: 23 objects, two batches of at most 20.
@@ -49,14 +47,16 @@ def test_a_prefix_of_images_and_a_video_is_predicted_in_batches(stack, tmp_path)
     clip = write_video(tmp_path / "clip.mp4", seconds=2.0, rate=10, size=(48, 32))
     s3.put_object(Bucket=data_bucket, Key="incoming/clip.mp4", Body=clip.read_bytes())
 
-    refused = api.post(f"/v1/models/{model_id}/batch-predictions", {"s3_prefix": "s3://elsewhere/incoming/"})
-    assert refused.status == 400 and refused.json()["error"]["code"] == "invalid_s3_prefix"
-    started = api.post(f"/v1/models/{model_id}/batch-predictions",
-                       {"s3_prefix": f"s3://{data_bucket}/incoming/", "threshold": 0,
-                        "video": {"frames_per_second": 2, "max_frames": 3}})
-    assert started.status == 202, started.body
-    location = started.headers["Location"]
-    job = api.wait_for(location, lambda j: j["status"] != "running", timeout=240, interval=1)
+    with pytest.raises(ValidationError) as refused:
+        api.create_batch_prediction(model_id, "s3://elsewhere/incoming/")
+    assert (refused.value.status, refused.value.code) == (400, "invalid_s3_prefix")
+    started = api.create_batch_prediction(model_id, f"s3://{data_bucket}/incoming/", threshold=0,
+                                          video={"frames_per_second": 2, "max_frames": 3})
+    assert api.last.status_code == 202
+    location = api.last.headers["Location"]  # the job's own route, polled here as a caller would
+    job = wait_until(lambda: api.request("GET", location), lambda j: j["status"] != "running", timeout=240,
+                     interval=1)
+    assert job["batch_prediction_id"] == started["batch_prediction_id"]
     assert job["status"] == "succeeded", job
     assert job["counts"] == {"listed": 23, "done": 22, "failed": 1, "frames": 3, "parts": 2}
 
