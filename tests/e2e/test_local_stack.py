@@ -2,7 +2,6 @@
 (the training entrypoint as a process) -> record step -> predict function. Nothing here is mocked."""
 from __future__ import annotations
 
-import base64
 import io
 import json
 import random
@@ -18,9 +17,9 @@ from hypothesis import HealthCheck, Phase, settings
 from PIL import Image
 from schemathesis.checks import not_a_server_error
 
+from sightline_client import Conflict, Forbidden, NotFound, UnsupportedMediaType, ValidationError
 from sightline_local import synthetic
-from sightline_local.client import SightlineClient
-from support import running_stack
+from support import StackClient, get_without_key, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +34,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(stack):
-    return SightlineClient(stack.config.api_url, stack.api_key, timeout=120)
+    return StackClient(stack.config.api_url, stack.api_key)
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +48,23 @@ def datasets(stack, api):
     s3.put_object(Bucket=bucket, Key="datasets/boxes/annotations.json", Body=json.dumps(document).encode())
     for name, data in files.items():
         s3.put_object(Bucket=bucket, Key=f"datasets/boxes/{name}", Body=data)
-    shapes = api.wait_for("/v1/datasets/shapes", lambda d: d["status"] == "ready" and d["images"] == 16, timeout=120)
-    boxes = api.wait_for(
-        "/v1/datasets/boxes", lambda d: d["status"] == "ready" and d["images"] == 16 and not d["issues"], timeout=180
-    )
+    shapes = wait_until(lambda: api.get_dataset("shapes"), lambda d: d["status"] == "ready" and d["images"] == 16,
+                        timeout=120)
+    boxes = wait_until(lambda: api.get_dataset("boxes"),
+                       lambda d: d["status"] == "ready" and d["images"] == 16 and not d["issues"], timeout=180)
     return {"shapes": shapes, "boxes": boxes, "boxes_document": document}
 
 
-def test_health_needs_no_key_but_everything_else_does(api):
-    assert api.get("/v1/health", api_key=None).status == 200
-    denied = api.get("/v1/templates", api_key=None)
-    assert denied.status == 403
+def test_health_needs_no_key_but_everything_else_does(stack, api):
+    api.health()  # sent without the key
+    assert "x-api-key" not in api.last.request.headers and api.last.status_code == 200
+    denied = get_without_key(stack.config.api_url, "/v1/templates")
+    assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "forbidden"
-    assert api.get("/v1/templates", api_key="wrong").status == 403
-    templates = {t["id"]: t for t in api.get("/v1/templates").json()["templates"]}
+    with pytest.raises(Forbidden) as wrong:
+        StackClient(stack.config.api_url, "wrong").list_templates()
+    assert wrong.value.status == 403
+    templates = {t["id"]: t for t in api.list_templates()}
     assert templates["mobilenet_v3_small"]["task"] == "classification"
     assert templates["ssdlite320_mobilenet_v3_large"]["task"] == "detection"
 
@@ -87,16 +89,21 @@ def test_a_dataset_is_browsed_by_class_then_deleted_with_its_uploads(stack, api)
     s3.put_object(Bucket=bucket, Key="datasets/doomed/red/big.png", Body=synthetic.encode(big))
     s3.put_object(Bucket=bucket, Key="datasets/doomed/blue/small.png",
                   Body=synthetic.encode(Image.new("RGB", (32, 32), (30, 30, 200))))
-    api.wait_for("/v1/datasets/doomed", lambda d: d["images"] == 2, timeout=120)
+    wait_until(lambda: api.get_dataset("doomed"), lambda d: d["images"] == 2, timeout=120)
 
-    [red] = api.get("/v1/datasets/doomed/images?class=red").json()["images"]
+    [red] = api.list_dataset_images("doomed", label="red")["images"]
     with urllib.request.urlopen(red["thumbnail_url"], timeout=30) as response:  # presigned: no credentials
         with Image.open(response) as thumbnail:
             assert (thumbnail.format, thumbnail.size) == ("JPEG", (256, 192))
 
-    assert api.request("DELETE", "/v1/datasets/doomed").status == 202
+    api.delete_dataset("doomed")
+    assert api.last.status_code == 202
     deadline = time.monotonic() + 120
-    while api.get("/v1/datasets/doomed").status != 404:
+    while True:
+        try:
+            api.get_dataset("doomed")
+        except NotFound:
+            break
         assert time.monotonic() < deadline, "the dataset was not deleted within 120 s"
         time.sleep(1)
     assert s3.list_objects_v2(Bucket=bucket, Prefix="datasets/doomed/")["KeyCount"] == 0
@@ -105,9 +112,9 @@ def test_a_dataset_is_browsed_by_class_then_deleted_with_its_uploads(stack, api)
 def test_uploads_with_the_api_key_alone_register_and_an_added_image_joins_them(stack, api):
     """A client with the API key and no AWS credentials: presigned PUT with plain HTTP, then one labelled image."""
     archive = synthetic.classification_zip(per_class=3, size=32, seed=11)
-    answer = api.post("/v1/datasets/keyonly/uploads", {"files": [{"path": "shapes.zip", "size": len(archive)}]})
-    assert answer.status == 200, answer.body
-    [upload] = answer.json()["uploads"]
+    answer = api.create_uploads("keyonly", [{"path": "shapes.zip", "size": len(archive)}])
+    assert api.last.status_code == 200
+    [upload] = answer["uploads"]
     assert upload["type"] == "single" and upload["url"].startswith(stack.config.endpoint + "/")  # moto's S3
     origin = {"Origin": "https://app.example.com"}
     preflight = urllib.request.Request(upload["url"], method="OPTIONS", headers={
@@ -119,15 +126,15 @@ def test_uploads_with_the_api_key_alone_register_and_an_added_image_joins_them(s
     with urllib.request.urlopen(put, timeout=30) as response:
         assert response.status == 200 and response.headers["ETag"]
         assert "ETag" in response.headers["Access-Control-Expose-Headers"]  # a browser may read it
-    dataset = api.wait_for("/v1/datasets/keyonly", lambda d: d["status"] == "ready" and d["images"] == 6, timeout=120)
+    dataset = wait_until(lambda: api.get_dataset("keyonly"), lambda d: d["status"] == "ready" and d["images"] == 6,
+                         timeout=120)
     assert dataset["classes"] == {"circle": 3, "square": 3}
 
     image, _ = synthetic.shapes_image(random.Random(31), 32, 32, count=1, labels=("circle",))
-    added = api.post("/v1/datasets/keyonly/images", {"image": base64.b64encode(synthetic.encode(image)).decode(),
-                                                      "label": "circle"})
-    assert added.status == 202, added.body
-    assert added.json()["manifest"]["key"].startswith("datasets/keyonly/api/")
-    dataset = api.wait_for("/v1/datasets/keyonly", lambda d: d["images"] == 7, timeout=120)
+    added = api.add_image("keyonly", synthetic.encode(image), label="circle")
+    assert api.last.status_code == 202
+    assert added["manifest"]["key"].startswith("datasets/keyonly/api/")
+    dataset = wait_until(lambda: api.get_dataset("keyonly"), lambda d: d["images"] == 7, timeout=120)
     assert dataset["classes"] == {"circle": 4, "square": 3} and "groundtruth" in dataset["formats"]
 
 
@@ -136,13 +143,13 @@ def test_a_training_version_shows_its_progress_and_stops_when_cancelled(stack, a
         "name": "cancelled", "task": "classification", "datasets": ["shapes"],
         "params": {"epochs": 50, "image_size": 64, "batch_size": 8},
     })
-    version = api.wait_for(f"/v1/models/{model_id}/versions/1", lambda v: v.get("progress"), timeout=TRAINING_TIMEOUT)
+    version = wait_until(lambda: api.get_version(model_id, 1), lambda v: v.get("progress"), timeout=TRAINING_TIMEOUT)
     progress = version["progress"]
     assert progress["epochs"] == 50 and progress["epoch"] >= 1 and progress["eta_seconds"] > 0
     assert len(progress["history"]) == progress["epoch"] and progress["metric"]["name"] == "accuracy"
 
-    cancelled = api.post(f"/v1/models/{model_id}/versions/1/cancel")
-    assert (cancelled.status, cancelled.json()["status"]) == (200, "cancelled"), cancelled.body
+    cancelled = api.cancel_version(model_id, 1)
+    assert (api.last.status_code, cancelled["status"]) == (200, "cancelled"), cancelled
     batch = stack.client("batch")
     [queue] = [q for q in batch.describe_job_queues()["jobQueues"]  # the template's one GPU training queue
                if q["jobQueueName"].endswith("-training")]
@@ -153,34 +160,38 @@ def test_a_training_version_shows_its_progress_and_stops_when_cancelled(stack, a
         assert time.monotonic() < deadline, "the cancelled job is still running after 60 s"
         time.sleep(1)
     assert batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]["status"] == "FAILED"
-    assert api.get(f"/v1/models/{model_id}/versions/1").json()["status"] == "cancelled"
+    assert api.get_version(model_id, 1)["status"] == "cancelled"
 
 
 def test_unknown_model_is_404(api):
-    response = api.post("/v1/models/mdl-doesnotexist/predict", synthetic.encode(Image.new("RGB", (8, 8))), content_type="image/png")
-    assert response.status == 404
-    assert response.json()["error"]["code"]
+    with pytest.raises(NotFound) as unknown:
+        api.predict("mdl-doesnotexist", synthetic.encode(Image.new("RGB", (8, 8))))
+    assert unknown.value.status == 404
+    assert unknown.value.code
 
 
 def test_bad_model_requests_are_400(api, datasets):
-    bad_task = api.post("/v1/models", {"name": "x", "task": "segmentation", "datasets": ["shapes"]})
-    assert bad_task.status == 400 and "task" in bad_task.json()["error"]["message"]
-    unknown_dataset = api.post("/v1/models", {"name": "x", "task": "classification", "datasets": ["nope"]})
-    assert unknown_dataset.status in (400, 404) and "nope" in unknown_dataset.json()["error"]["message"]
-    bad_params = api.post("/v1/models", {"name": "x", "task": "classification", "datasets": ["shapes"], "params": {"epochs": 0}})
-    assert bad_params.status == 400 and "epochs" in bad_params.json()["error"]["message"]
+    with pytest.raises(ValidationError) as bad_task:
+        api.create_model("x", "segmentation", ["shapes"])
+    assert bad_task.value.status == 400 and "task" in bad_task.value.message
+    with pytest.raises((ValidationError, NotFound)) as unknown_dataset:
+        api.create_model("x", "classification", ["nope"])
+    assert unknown_dataset.value.status in (400, 404) and "nope" in unknown_dataset.value.message
+    with pytest.raises(ValidationError) as bad_params:
+        api.create_model("x", "classification", ["shapes"], params={"epochs": 0})
+    assert bad_params.value.status == 400 and "epochs" in bad_params.value.message
 
 
 def _train(api, body: dict) -> str:
-    created = api.post("/v1/models", body)
-    assert created.status == 202, created.body
-    answer = created.json()
+    answer = api.create_model(**body)  # the body's fields are create_model's arguments
+    assert api.last.status_code == 202
     assert answer["version"] == 1 and answer["status"] == "training"
     return answer["model_id"]
 
 
 def _wait_ready(api, model_id: str) -> dict:
-    model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"), timeout=TRAINING_TIMEOUT, interval=2)
+    model = wait_until(lambda: api.get_model(model_id), lambda m: m["status"] in ("ready", "failed"),
+                       timeout=TRAINING_TIMEOUT, interval=2)
     assert model["status"] == "ready", model.get("failure_reason")
     return model
 
@@ -192,25 +203,25 @@ def trained_classifier(api, datasets) -> str:
         "name": "shapes classifier", "task": "classification", "datasets": ["shapes"],
         "params": {"epochs": 2, "image_size": 64, "batch_size": 8},
     })
-    early = api.post(f"/v1/models/{model_id}/predict", synthetic.encode(Image.new("RGB", (32, 32))), content_type="image/png")
-    assert early.status == 409, early.body
+    with pytest.raises(Conflict) as early:
+        api.predict(model_id, synthetic.encode(Image.new("RGB", (32, 32))))
+    assert early.value.status == 409
     _wait_ready(api, model_id)
     return model_id
 
 
 def test_classifier_trains_and_predicts(stack, api, trained_classifier):
     model_id = trained_classifier
-    model = api.get(f"/v1/models/{model_id}").json()
+    model = api.get_model(model_id)
     assert model["serving_version"] == 1 and sorted(model["classes"]) == ["circle", "square"]
-    version = api.get(f"/v1/models/{model_id}/versions/1").json()
+    version = api.get_version(model_id, 1)
     assert 0.0 <= version["metrics"]["accuracy"] <= 1.0
     assert version["metrics"]["onnx_check"]["passed"] is True
 
     image, _ = synthetic.shapes_image(random.Random(11), 80, 60, labels=("square",))
     # threshold 0 ranks every class (without one, each class is cut at its assumed threshold: below).
-    raw = api.post(f"/v1/models/{model_id}/predict?threshold=0", synthetic.encode(image, "JPEG"), content_type="image/jpeg")
-    assert raw.status == 200, raw.body
-    answer = raw.json()
+    answer = api.predict(model_id, synthetic.encode(image, "JPEG"), threshold=0)  # the JPEG as the body
+    assert api.last.request.headers["Content-Type"] == "image/jpeg" and api.last.status_code == 200
     assert answer["model_id"] == model_id and answer["version"] == 1 and answer["task"] == "classification"
     assert answer["image"] == {"width": 80, "height": 60}
     assert {p["label"] for p in answer["predictions"]} <= {"circle", "square"}
@@ -219,23 +230,27 @@ def test_classifier_trains_and_predicts(stack, api, trained_classifier):
     assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1.0) < 1e-3
 
     # The version's labels.json has each class's assumed threshold; predict's default answers only those over it.
-    artifacts = api.get(f"/v1/models/{model_id}/versions/1/artifacts").json()["artifacts"]
+    artifacts = api.get_artifacts(model_id, 1)["artifacts"]
     assert {"model.onnx", "labels.json", "metrics.json", "card.json"} <= {entry["name"] for entry in artifacts}
     thresholds = next(json.loads(urllib.request.urlopen(entry["url"], timeout=10).read())
                       for entry in artifacts if entry["name"] == "labels.json").get("thresholds", {})
-    default = api.post(f"/v1/models/{model_id}/predict", synthetic.encode(image, "JPEG"), content_type="image/jpeg")
-    assert default.status == 200, default.body
-    for prediction in default.json()["predictions"]:
+    default = api.predict(model_id, synthetic.encode(image, "JPEG"))
+    assert api.last.status_code == 200
+    for prediction in default["predictions"]:
         assert prediction["score"] >= thresholds.get(prediction["label"], 0.0) - 1e-6
 
-    as_json = api.post(f"/v1/models/{model_id}/predict", {"image": base64.b64encode(synthetic.encode(image)).decode(), "max_results": 1, "threshold": 0})
-    assert as_json.status == 200 and len(as_json.json()["predictions"]) == 1
+    as_json = api.predict(model_id, synthetic.encode(image), max_results=1, threshold=0, as_json=True)
+    assert api.last.status_code == 200 and len(as_json["predictions"]) == 1
 
-    not_an_image = api.post(f"/v1/models/{model_id}/predict", b"this is not an image", content_type="image/png")
-    assert not_an_image.status == 400
-    assert "image" in not_an_image.json()["error"]["message"]
-    wrong_type = api.post(f"/v1/models/{model_id}/predict", b"hello", content_type="text/plain")
-    assert wrong_type.status == 415
+    # Bodies the client would refuse to send (it sniffs the image's type): sent as they are through request().
+    predict = f"/v1/models/{model_id}/predict"
+    with pytest.raises(ValidationError) as not_an_image:
+        api.request("POST", predict, data=b"this is not an image", content_type="image/png", read_only_post=True)
+    assert not_an_image.value.status == 400
+    assert "image" in not_an_image.value.message
+    with pytest.raises(UnsupportedMediaType) as wrong_type:
+        api.request("POST", predict, data=b"hello", content_type="text/plain", read_only_post=True)
+    assert wrong_type.value.status == 415
     _other_ways_to_send_images(stack, api, model_id, image)
 
 
@@ -248,30 +263,29 @@ def _other_ways_to_send_images(stack, api, model_id: str, image) -> None:
         members.writestr("one.jpg", jpeg)
         members.writestr("two.png", synthetic.encode(image))
         members.writestr("readme.txt", b"not an image")
-    boundary = "e2e-boundary"
-    form = (f'--{boundary}\r\nContent-Disposition: form-data; name="threshold"\r\n\r\n0\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="images_file"; filename="batch.zip"\r\n'
-            "Content-Type: application/zip\r\n\r\n").encode() + archive.getvalue() + f"\r\n--{boundary}--\r\n".encode()
-    by_form = api.post(f"/v1/models/{model_id}/predict", form, content_type=f"multipart/form-data; boundary={boundary}")
-    assert by_form.status == 200, by_form.body
-    entries = by_form.json()["images"]
+    by_form = api.predict(model_id, archive.getvalue(), threshold=0, form=True)
+    assert api.last.request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert api.last.status_code == 200
+    entries = by_form["images"]
     assert [entry["name"] for entry in entries] == ["one.jpg", "two.png", "readme.txt"]
     assert len(entries[0]["predictions"]) == 2 and entries[2]["error"]["code"] == "invalid_image"
 
-    by_zip = api.post(f"/v1/models/{model_id}/predict?max_results=1", archive.getvalue(), content_type="application/zip")
-    assert by_zip.status == 200 and [len(e.get("predictions", [])) for e in by_zip.json()["images"]] == [1, 1, 0]
+    by_zip = api.predict(model_id, archive.getvalue(), max_results=1)
+    assert api.last.request.headers["Content-Type"] == "application/zip"
+    assert api.last.status_code == 200 and [len(e.get("predictions", [])) for e in by_zip["images"]] == [1, 1, 0]
 
     bucket = stack.output("DataBucketName")
     stack.client("s3").put_object(Bucket=bucket, Key="incoming/shape.jpg", Body=jpeg)
-    by_uri = api.post(f"/v1/models/{model_id}/predict", {"s3_uri": f"s3://{bucket}/incoming/shape.jpg", "threshold": 0})
-    assert by_uri.status == 200 and by_uri.json()["predictions"] == entries[0]["predictions"]
-    elsewhere = api.post(f"/v1/models/{model_id}/predict", {"s3_uri": "s3://another-bucket/shape.jpg"})
-    assert elsewhere.status == 400 and elsewhere.json()["error"]["code"] == "invalid_s3_uri"
+    by_uri = api.predict(model_id, s3_uri=f"s3://{bucket}/incoming/shape.jpg", threshold=0)
+    assert api.last.status_code == 200 and by_uri["predictions"] == entries[0]["predictions"]
+    with pytest.raises(ValidationError) as elsewhere:
+        api.predict(model_id, s3_uri="s3://another-bucket/shape.jpg")
+    assert (elsewhere.value.status, elsewhere.value.code) == (400, "invalid_s3_uri")
 
-    several = api.post("/v1/predict", {"models": [model_id, "mdl-doesnotexist"], "s3_uri": f"s3://{bucket}/incoming/shape.jpg",
-                                       "threshold": 0, "classes": ["square"]})
-    assert several.status == 200, several.body
-    first, unknown = several.json()["results"]
+    several = api.predict_many([model_id, "mdl-doesnotexist"], s3_uri=f"s3://{bucket}/incoming/shape.jpg",
+                               threshold=0, classes=["square"])
+    assert api.last.status_code == 200
+    first, unknown = several["results"]
     assert [p["label"] for p in first["predictions"]] == ["square"]
     assert unknown == {"model_id": "mdl-doesnotexist", "error": unknown["error"]} and unknown["error"]["code"] == "model_not_found"
 
@@ -284,16 +298,15 @@ def test_a_trained_classifier_is_evaluated_on_a_dataset_and_compared(api, datase
         "params": {"epochs": 1, "image_size": 32, "batch_size": 8},
     })
     _wait_ready(api, model_id)
-    refused = api.post(f"/v1/models/{model_id}/versions/1/evaluations", {"dataset": "boxes"})
-    assert refused.status == 400 and refused.json()["error"]["code"] == "no_evaluation_data", refused.body
-    started = api.post(f"/v1/models/{model_id}/versions/1/evaluations", {"dataset": "shapes"})
-    assert started.status == 202, started.body
-    evaluation_id = started.json()["evaluation_id"]
-    done = api.wait_for(f"/v1/evaluations/{evaluation_id}", lambda e: e["status"] in ("succeeded", "failed"),
-                        timeout=TRAINING_TIMEOUT, interval=2)
-    assert done["status"] == "succeeded", done.get("failure_reason")
+    with pytest.raises(ValidationError) as refused:
+        api.create_evaluation(model_id, 1, "boxes")
+    assert (refused.value.status, refused.value.code) == (400, "no_evaluation_data")
+    started = api.create_evaluation(model_id, 1, "shapes")
+    assert api.last.status_code == 202
+    # Raises (evaluation_failed, with the failure reason) unless the evaluation succeeds.
+    done = api.wait_for_evaluation(started["evaluation_id"], timeout=TRAINING_TIMEOUT, interval=2)
     # The 16 images of "shapes" less those version 1 trained on: only its validation images are scored.
-    excluded = started.json()["excluded_training_images"]
+    excluded = started["excluded_training_images"]
     assert 0 < excluded < 16 and done["excluded_training_images"] == excluded
     assert done["images"] == {"total": 16 - excluded, "evaluated": 16 - excluded, "unknown_class": 0,
                               "partly_unknown": 0}
@@ -301,7 +314,7 @@ def test_a_trained_classifier_is_evaluated_on_a_dataset_and_compared(api, datase
     assert 0.0 <= done["metrics"]["accuracy"] <= 1.0
     report = json.loads(urllib.request.urlopen(done["report"]["url"], timeout=10).read())
     assert report["format"] == "sightline.evaluation/v1" and set(report["per_class"]) == {"circle", "square"}
-    compared = api.get(f"/v1/evaluations/compare?ids={evaluation_id}").json()
+    compared = api.compare_evaluations([started["evaluation_id"]])
     assert {"metric": "accuracy", "values": [done["metrics"]["accuracy"]]} in compared["rows"]
 
 
@@ -311,14 +324,13 @@ def test_detector_trains_and_returns_boxes_inside_the_image(api, datasets):
         "params": {"epochs": 1, "batch_size": 4},
     })
     model = _wait_ready(api, model_id)
-    version = api.get(f"/v1/models/{model_id}/versions/{model['serving_version']}").json()
+    version = api.get_version(model_id, model["serving_version"])
     assert {"map_50", "map_50_95"} <= set(version["metrics"])
     assert version["artifacts"]["model"].endswith("model.onnx")
 
     image, _ = synthetic.shapes_image(random.Random(5), 150, 100, count=2)
-    response = api.post(f"/v1/models/{model_id}/predict?threshold=0&max_results=10", synthetic.encode(image, "PNG"), content_type="image/png")
-    assert response.status == 200, response.body
-    answer = response.json()
+    answer = api.predict(model_id, synthetic.encode(image, "PNG"), threshold=0, max_results=10)
+    assert api.last.status_code == 200
     assert answer["task"] == "detection" and answer["image"] == {"width": 150, "height": 100}
     assert len(answer["predictions"]) <= 10
     for prediction in answer["predictions"]:
@@ -357,11 +369,12 @@ def test_eventbridge_rules_reach_step_functions_targets(stack):
 
 
 def _ready_model_named(api, name: str) -> str | None:
-    return next((m["model_id"] for m in api.get("/v1/models").json()["models"] if m["name"] == name and m["status"] == "ready"), None)
+    return next((m["model_id"] for m in api.list_models() if m["name"] == name and m["status"] == "ready"), None)
 
 
-def _wait_version_done(api, model_id: str, version: int) -> dict:
-    return api.wait_for(f"/v1/models/{model_id}/versions/{version}", lambda v: v["status"] in ("ready", "failed"), timeout=TRAINING_TIMEOUT, interval=1)
+def _wait_version_ready(api, model_id: str, version: int) -> dict:
+    """The version once ready; TrainingFailed (with its failure reason) when it fails."""
+    return api.wait_for_version(model_id, version, TRAINING_TIMEOUT, interval=1)
 
 
 def test_a_retrain_serves_the_old_version_until_the_new_one_is_at_least_as_good(api, datasets):
@@ -373,75 +386,74 @@ def test_a_retrain_serves_the_old_version_until_the_new_one_is_at_least_as_good(
     assert first["serving_version"] == 1
     image = synthetic.encode(synthetic.shapes_image(random.Random(3), 64, 64, labels=("circle",))[0])
 
-    retrain = api.post(f"/v1/models/{model_id}/versions", {"params": {"epochs": 1}})
-    assert retrain.status == 202, retrain.body
-    assert retrain.json() == {"model_id": model_id, "version": 2, "status": "training"}
-    again = api.post(f"/v1/models/{model_id}/versions")  # while 2 trains: queued, starts when 2 ends
-    assert again.status == 202 and again.json()["status"] == "queued" and again.json()["queued_after"] == 2
+    retrain = api.create_version(model_id, params={"epochs": 1})
+    assert api.last.status_code == 202
+    assert retrain == {"model_id": model_id, "version": 2, "status": "training"}
+    again = api.create_version(model_id)  # while 2 trains: queued, starts when 2 ends
+    assert api.last.status_code == 202 and again["status"] == "queued" and again["queued_after"] == 2
 
     answered_while_training = 0
-    while api.get(f"/v1/models/{model_id}/versions/2").json()["status"] == "training":
-        predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png")
-        assert predicted.status == 200, predicted.body
-        model = api.get(f"/v1/models/{model_id}").json()
-        if api.get(f"/v1/models/{model_id}/versions/2").json()["status"] == "training":
-            assert predicted.json()["version"] == 1
+    while api.get_version(model_id, 2)["status"] == "training":
+        predicted = api.predict(model_id, image)
+        assert api.last.status_code == 200
+        model = api.get_model(model_id)
+        if api.get_version(model_id, 2)["status"] == "training":
+            assert predicted["version"] == 1
             assert (model["status"], model["serving_version"], model["latest_version"]) == ("retraining", 1, 2)
             answered_while_training += 1
         time.sleep(0.5)
     assert answered_while_training, "version 2 finished before a prediction could be made while it trained"
 
-    second = _wait_version_done(api, model_id, 2)
-    assert second["status"] == "ready", second.get("failure_reason")
+    second = _wait_version_ready(api, model_id, 2)
     assert second["trigger"] == {"type": "api"} and second["params"]["epochs"] == 1
     # The request queued while 2 trained started when 2 ended: one follow-up, marked as queued.
     # (The record step marks 2 ready, then starts 3: wait for it.)
-    third = api.wait_for(f"/v1/models/{model_id}/versions/3", lambda v: "trigger" in v, timeout=60, interval=0.5)
+    third = wait_until(lambda: api.get_version(model_id, 3), lambda v: "trigger" in v, timeout=60, interval=0.5)
     assert third["trigger"] == {"type": "api", "queued": True}
-    versions = api.get(f"/v1/models/{model_id}/versions").json()["versions"]
+    versions = api.list_versions(model_id)["versions"]
     assert [v["version"] for v in versions] == [3, 2, 1]
     old, new = versions[2]["metrics"], second["metrics"]
     assert old["primary_metric"] == new["primary_metric"] == "accuracy"
     promoted = new["accuracy"] >= old["accuracy"]
-    model = api.get(f"/v1/models/{model_id}").json()
+    model = api.get_model(model_id)
     assert model["serving_version"] == (2 if promoted else 1) and model["queued_version"] is None
     assert second["promoted"] is promoted
     # Let 3 finish: the local stack runs one training job at a time.
-    assert _wait_version_done(api, model_id, 3)["status"] == "ready"
-    model = api.get(f"/v1/models/{model_id}").json()
+    _wait_version_ready(api, model_id, 3)
+    model = api.get_model(model_id)
     # A warm predict container remembers the serving version for SERVING_CACHE_SECONDS (5): a promotion is
     # answered within that, and never by a version that does not serve.
     deadline = time.monotonic() + 5 + 5
     while True:
-        predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png")
-        assert predicted.status == 200 and predicted.json()["version"] in {1, 2, 3}
-        if predicted.json()["version"] == model["serving_version"] or time.monotonic() > deadline:
+        predicted = api.predict(model_id, image)
+        assert api.last.status_code == 200 and predicted["version"] in {1, 2, 3}
+        if predicted["version"] == model["serving_version"] or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert predicted.json()["version"] == model["serving_version"]
+    assert predicted["version"] == model["serving_version"]
 
 
 def test_new_data_retrains_a_model_that_asks_for_it(stack, api):
     s3 = stack.client("s3")
     bucket = stack.output("DataBucketName")
     s3.put_object(Bucket=bucket, Key="datasets/growing/shapes.zip", Body=synthetic.classification_zip(per_class=5, size=32, seed=7))
-    api.wait_for("/v1/datasets/growing", lambda d: d["status"] == "ready" and d["images"] == 10, timeout=120)
+    wait_until(lambda: api.get_dataset("growing"), lambda d: d["status"] == "ready" and d["images"] == 10, timeout=120)
     model_id = _train(api, {
         "name": "growing classifier", "task": "classification", "datasets": ["growing"], "retrain_on_new_data": True,
         "params": {"epochs": 1, "image_size": 32, "batch_size": 4},
     })
-    assert api.get(f"/v1/models/{model_id}").json()["retrain_on_new_data"] is True
+    assert api.get_model(model_id)["retrain_on_new_data"] is True
     _wait_ready(api, model_id)  # one run at a time: data arriving while version 1 trains would start nothing
 
     extra, _ = synthetic.shapes_image(random.Random(21), 32, 32, labels=("square",))
     s3.put_object(Bucket=bucket, Key="datasets/growing/square/extra.png", Body=synthetic.encode(extra))
-    model = api.wait_for(f"/v1/models/{model_id}", lambda m: m["latest_version"] >= 2, timeout=120, interval=0.5)
+    model = wait_until(lambda: api.get_model(model_id), lambda m: m["latest_version"] >= 2, timeout=120, interval=0.5)
     assert model["latest_version"] == 2 and model["serving_version"] == 1 and model["status"] in ("retraining", "ready")
-    version = api.get(f"/v1/models/{model_id}/versions/2").json()
+    version = api.get_version(model_id, 2)
     assert version["trigger"] == {"type": "dataset_updated", "dataset": "growing"}
     # Let it finish: the local stack runs one training job at a time and stops with the module.
-    assert _wait_version_done(api, model_id, 2)["status"] == "ready"
-    assert api.get(f"/v1/models/{model_id}").json()["latest_version"] == 2
+    _wait_version_ready(api, model_id, 2)
+    assert api.get_model(model_id)["latest_version"] == 2
 
 
 def _running_trainers(stack) -> list:
@@ -465,36 +477,34 @@ def test_a_trainer_killed_mid_run_fails_its_version_and_the_serving_version_keep
     serving = model["serving_version"]
     image = synthetic.encode(synthetic.shapes_image(random.Random(4), 64, 64, labels=("square",))[0])
 
-    started = api.post(f"/v1/models/{model_id}/versions", {"params": {"epochs": 50}})
-    assert started.status == 202, started.body
-    killed = started.json()["version"]
-    api.wait_for(f"/v1/models/{model_id}/versions/{killed}", lambda v: v.get("progress"), timeout=TRAINING_TIMEOUT)
+    killed = api.create_version(model_id, params={"epochs": 50})["version"]
+    assert api.last.status_code == 202
+    wait_until(lambda: api.get_version(model_id, killed), lambda v: v.get("progress"), timeout=TRAINING_TIMEOUT)
     [trainer] = _running_trainers(stack)
     os.killpg(trainer.pid, signal.SIGKILL)
 
-    version = api.wait_for(f"/v1/models/{model_id}/versions/{killed}", lambda v: v["status"] != "training",
-                           timeout=120, interval=1)
+    version = wait_until(lambda: api.get_version(model_id, killed), lambda v: v["status"] != "training",
+                         timeout=120, interval=1)
     assert version["status"] == "failed" and version["failure_reason"], version
-    model = api.get(f"/v1/models/{model_id}").json()
+    model = api.get_model(model_id)
     assert (model["status"], model["serving_version"]) == ("ready", serving)
-    predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png")
-    assert predicted.status == 200 and predicted.json()["version"] == serving
+    predicted = api.predict(model_id, image)
+    assert api.last.status_code == 200 and predicted["version"] == serving
 
     # An execution stopped in Step Functions itself: only its status change event can settle the version.
-    started = api.post(f"/v1/models/{model_id}/versions", {"params": {"epochs": 50}})
-    assert started.status == 202, started.body
-    stopped = started.json()["version"]
-    version = api.wait_for(f"/v1/models/{model_id}/versions/{stopped}", lambda v: v.get("progress"),
-                           timeout=TRAINING_TIMEOUT)
+    stopped = api.create_version(model_id, params={"epochs": 50})["version"]
+    assert api.last.status_code == 202
+    version = wait_until(lambda: api.get_version(model_id, stopped), lambda v: v.get("progress"),
+                         timeout=TRAINING_TIMEOUT)
     stack.client("stepfunctions").stop_execution(executionArn=version["execution_arn"], cause="stopped by hand")
-    version = api.wait_for(f"/v1/models/{model_id}/versions/{stopped}", lambda v: v["status"] != "training",
-                           timeout=120, interval=1)
+    version = wait_until(lambda: api.get_version(model_id, stopped), lambda v: v["status"] != "training",
+                         timeout=120, interval=1)
     assert version["status"] == "cancelled" and "stopped" in version["failure_reason"], version
     deadline = time.monotonic() + 60
     while _running_trainers(stack):  # the reconciler terminates the job the stopped execution left running
         assert time.monotonic() < deadline, "the stopped execution's training job still runs after 60 s"
         time.sleep(1)
-    assert api.get(f"/v1/models/{model_id}").json()["serving_version"] == serving
+    assert api.get_model(model_id)["serving_version"] == serving
 
 
 # Every operation of the API's own description, called with what it allows and what it does not (schemathesis
