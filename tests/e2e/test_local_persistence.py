@@ -9,10 +9,10 @@ import urllib.request
 
 import pytest
 
+from sightline_client import Forbidden
 from sightline_local import synthetic
-from sightline_local.client import SightlineClient
 from sightline_local.stack import LocalStack, StackConfig
-from support import free_port
+from support import StackClient, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -54,24 +54,22 @@ def test_a_restarted_stack_has_its_datasets_models_and_keys_and_fresh_starts_emp
     # ------------------------------------------------------------ the first run
     first = start(state_dir, snapshot_seconds=1)
     try:
-        api = SightlineClient(first.config.api_url, first.api_key, timeout=120)
+        api = StackClient(first.config.api_url, first.api_key)
         bucket = first.output("DataBucketName")
         first.client("s3").put_object(Bucket=bucket, Key="datasets/shapes/shapes.zip",
                                       Body=synthetic.classification_zip(per_class=6, size=32))
-        dataset = api.wait_for("/v1/datasets/shapes", lambda d: d["status"] == "ready", timeout=120)
-        images = api.get("/v1/datasets/shapes/images").json()
-        created = api.post("/v1/keys", {"name": "camera", "scopes": ["read", "predict"]})
-        assert created.status == 201, created.body
-        scoped = created.json()["key"]
-        model = api.post("/v1/models", {"name": "shapes", "task": "classification", "datasets": ["shapes"],
-                                        "params": {"epochs": 1, "image_size": 32, "batch_size": 8}})
-        assert model.status == 202, model.body
-        model_id = model.json()["model_id"]
-        api.wait_for(f"/v1/models/{model_id}", lambda m: m["status"] in ("ready", "failed"),
-                     timeout=TRAINING_TIMEOUT, interval=2)
-        version = api.get(f"/v1/models/{model_id}/versions/1").json()
+        dataset = wait_until(lambda: api.get_dataset("shapes"), lambda d: d["status"] == "ready", timeout=120)
+        images = api.list_dataset_images("shapes")
+        scoped = api.create_key("camera", ["read", "predict"])["key"]
+        assert api.last.status_code == 201
+        model_id = api.create_model("shapes", "classification", ["shapes"],
+                                    params={"epochs": 1, "image_size": 32, "batch_size": 8})["model_id"]
+        assert api.last.status_code == 202
+        wait_until(lambda: api.get_model(model_id), lambda m: m["status"] in ("ready", "failed"),
+                   timeout=TRAINING_TIMEOUT, interval=2)
+        version = api.get_version(model_id, 1)
         assert version["status"] == "ready", version.get("failure_reason")
-        predicted = api.post(f"/v1/models/{model_id}/predict", image, content_type="image/png").json()
+        predicted = api.predict(model_id, image)
         # After a change the stack writes a snapshot within snapshot_seconds while it runs (a kill -9 loses little).
         manifest = state_dir / "snapshot" / "snapshot.json"
         deadline = time.monotonic() + 30
@@ -91,23 +89,24 @@ def test_a_restarted_stack_has_its_datasets_models_and_keys_and_fresh_starts_emp
     try:
         assert second.api_key == stack_key and second.restored is not None
         assert (second.restored.datasets, second.restored.models) == (1, 1)
-        api = SightlineClient(second.config.api_url, stack_key, timeout=120)
-        assert api.get("/v1/datasets/shapes").json() == dataset
-        again = api.get("/v1/datasets/shapes/images").json()
+        api = StackClient(second.config.api_url, stack_key)
+        assert api.get_dataset("shapes") == dataset
+        again = api.list_dataset_images("shapes")
         assert [(i["sha256"], i["labels"]) for i in again["images"]] == [(i["sha256"], i["labels"]) for i in images["images"]]
         thumbnail = urllib.request.urlopen(again["images"][0]["thumbnail_url"], timeout=10).read()
         assert thumbnail[:4] == b"\x89PNG" or thumbnail[:2] == b"\xff\xd8"
-        camera = SightlineClient(second.config.api_url, scoped, timeout=120)
-        assert camera.get("/v1/datasets").status == 200
+        camera = StackClient(second.config.api_url, scoped)
+        camera.list_datasets()
+        assert camera.last.status_code == 200
         # The model's version pinned its model.onnx by S3 version id and sha256: predict checks both.
-        assert camera.post(f"/v1/models/{model_id}/predict", image, content_type="image/png").json() == predicted
+        assert camera.predict(model_id, image) == predicted
         time.sleep(3)  # a registration the restore set off would have changed the dataset's items by now
         # Dozens of objects restored into the two buckets, not one notification (the deployment's own bucket of
         # function packages is written at every start, as a deployment does).
         assert [sent for sent in notified if sent[0] in (bucket, second.output("ArtifactBucketName"))] == []
         assert any(sent[0] == "sightline-local-deployments" for sent in notified)  # the recorder saw the start
         assert source_items(second) == sources_before  # same items: nothing registered or recomputed again
-        assert api.get(f"/v1/models/{model_id}/versions").json()["versions"][0]["status"] == "ready"
+        assert api.list_versions(model_id)["versions"][0]["status"] == "ready"
     finally:
         second.stop()
 
@@ -116,9 +115,11 @@ def test_a_restarted_stack_has_its_datasets_models_and_keys_and_fresh_starts_emp
     try:
         assert fresh.discarded == state_dir / "snapshot.discarded" and fresh.restored is None
         assert fresh.api_key != stack_key
-        api = SightlineClient(fresh.config.api_url, fresh.api_key, timeout=120)
-        assert api.get("/v1/datasets").json()["datasets"] == []
-        assert api.get("/v1/models").json()["models"] == []
-        assert api.get("/v1/datasets", api_key=scoped).status == 403
+        api = StackClient(fresh.config.api_url, fresh.api_key)
+        assert api.list_datasets()["datasets"] == []
+        assert api.list_models() == []
+        with pytest.raises(Forbidden) as refused:
+            StackClient(fresh.config.api_url, scoped).list_datasets()
+        assert refused.value.status == 403
     finally:
         fresh.stop()
