@@ -16,8 +16,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from sightline_local import synthetic
-from sightline_local.client import SightlineClient
-from support import REPO, running_stack
+from support import REPO, StackClient, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +73,7 @@ def stack(browser, tmp_path_factory):  # the browser first: without one nothing 
 
 @pytest.fixture(scope="module")
 def api(stack):
-    return SightlineClient(stack.config.api_url, stack.api_key, timeout=120)
+    return StackClient(stack.config.api_url, stack.api_key)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +194,7 @@ def test_a_training_started_in_the_console_is_followed_until_ready(browser, stac
     wait(browser, lambda b: "ready" in text_of(b, ".facts .badge"), timeout=TRAINING_WAIT,
          message="the version did not become ready in the console")
     wait(browser, lambda b: css(b, "a[download='model.onnx']"), message="no download link for model.onnx")
-    version = api.get(f"/v1/models/{state['model_id']}/versions/1").json()
+    version = api.get_version(state["model_id"], 1)
     assert version["status"] == "ready"
     # The loss curve of the per-epoch history, drawn as SVG; the per-class table from metrics.json.
     assert css(browser, "svg.chart path.series")
