@@ -10,7 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from sightline_cli import output
 from sightline_cli.state import JsonOption, YesOption, answer, confirm, state, wants_json
-from sightline_client.models import Dataset, UploadProgress
+from sightline_client.models import Dataset, RegistrationProgress, UploadProgress
 from sightline_client.uploads import collect
 
 app = typer.Typer(no_args_is_help=True, help="datasets: upload files, browse what registered")
@@ -44,16 +44,22 @@ def upload(
             bar.update(task, total=progress.bytes_total, completed=progress.bytes_done,
                        files=f"{progress.files_done}/{progress.files_total} files")
 
-        def polled(dataset: Dataset | None) -> None:
-            bar.update(task, description=f"registering {name}: "
-                                         f"{dataset.get('status') if dataset else 'waiting'}"
-                                         f"{', ' + str(dataset.get('images', 0)) + ' images' if dataset else ''}")
+        def polled(progress: RegistrationProgress) -> None:
+            summary = "summarizing" if progress.files_read == progress.files_total else "registering"
+            bar.update(task, description=f"{summary} {name}: {progress.files_read}/{progress.files_total} files read"
+                                         f"{f', {progress.invalid} invalid' if progress.invalid else ''}")
 
         result = client.upload_dataset(name, path, wait=wait, timeout=timeout, on_progress=advanced,
                                        on_poll=polled, workers=workers)
     dataset = result.dataset_state
     for skipped, why in result.skipped:
         output.note(f"left out {skipped}: {why}")
+    for file in result.file_states:
+        if file["state"] == "superseded":
+            output.note(f"{file['path']}: replaced by another upload of the same path before it was registered")
+        elif file["state"] == "invalid":
+            output.note(f"{file['path']}: not usable ({file.get('issue_count', 0)} issues: "
+                        f"`sightline datasets issues {name}`)")
     if dataset is None:
         if wants_json(ctx, json_output):
             output.print_json({"dataset": name, "files": result.files, "bytes": result.bytes,

@@ -24,11 +24,11 @@ from sightline_client.errors import (  # noqa: E402
     WaitTimeout,
 )
 from sightline_client.http import RetryPolicy  # noqa: E402
-from sightline_client.models import UploadProgress, UploadResult  # noqa: E402
+from sightline_client.models import RegistrationProgress, UploadProgress, UploadResult  # noqa: E402
 
 __all__ = [
     "Conflict", "ConfigurationError", "ConnectionFailed", "Forbidden", "IdempotencyKeyReused", "NotFound",
-    "PayloadTooLarge", "RetryPolicy", "ServerError", "ServiceUnavailable", "SightlineClient", "SightlineError",
+    "PayloadTooLarge", "RegistrationProgress", "RetryPolicy", "ServerError", "ServiceUnavailable", "SightlineClient", "SightlineError",
     "Throttled", "TrainingCancelled", "TrainingFailed", "UnsupportedMediaType", "UploadFailed", "UploadProgress",
     "UploadResult", "ValidationError", "WaitTimeout",
 ]

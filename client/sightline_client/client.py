@@ -38,12 +38,15 @@ from sightline_client.models import (
     ModelVersion,
     MultiPredictAnswer,
     PredictAnswer,
+    RegistrationProgress,
     Template,
     UploadProgress,
     UploadResult,
     UploadsAnswer,
 )
 from sightline_client.uploads import Uploader, collect
+
+STATUS_FILES_PER_REQUEST = 1000  # POST /v1/datasets/{name}/uploads/status takes at most this many
 
 ImageInput = bytes | str | os.PathLike
 ModelRef = str | Mapping[str, Any] | tuple[str, int]
@@ -228,21 +231,60 @@ class SightlineClient:
 
     def upload_dataset(self, name: str, path: str | os.PathLike, *, wait: bool = True, timeout: float = 600.0,
                        on_progress: Callable[[UploadProgress], None] | None = None,
-                       on_poll: Callable[[Dataset | None], None] | None = None, workers: int = 4) -> UploadResult:
+                       on_poll: Callable[[RegistrationProgress], None] | None = None,
+                       workers: int = 4) -> UploadResult:
         """Upload a folder (walked; hidden, system and empty files left out) or one file (an image, archive or
-        annotation file) into dataset ``name``, then (``wait``) wait until its registration settles
-        (:meth:`wait_for_dataset`, whose ``on_poll`` hears of each poll)."""
+        annotation file) into dataset ``name``, then (``wait``) wait until registration has read exactly these
+        uploads and the dataset's summary includes them (:meth:`wait_for_uploads`, whose ``on_poll`` hears of
+        each poll)."""
         files, skipped = collect(Path(path))
-        before = None
-        if wait:
-            try:
-                before = self.get_dataset(name).get("updated_at")
-            except NotFound:
-                pass
-        Uploader(self._api, self._storage, name, on_progress=on_progress, workers=workers).upload(files)
-        state = self.wait_for_dataset(name, changed_since=before, timeout=timeout, on_poll=on_poll) if wait else None
-        return UploadResult(dataset=name, files=[file.path for file in files], bytes=sum(f.size for f in files),
-                            skipped=skipped, dataset_state=state)
+        etags = Uploader(self._api, self._storage, name, on_progress=on_progress, workers=workers).upload(files)
+        result = UploadResult(dataset=name, files=[file.path for file in files], bytes=sum(f.size for f in files),
+                              skipped=skipped)
+        if not wait:
+            return result
+        dataset, states = self.wait_for_uploads(name, etags, timeout=timeout, on_poll=on_poll)
+        return UploadResult(dataset=name, files=result.files, bytes=result.bytes, skipped=skipped,
+                            dataset_state=dataset, file_states=states)
+
+    def uploads_status(self, name: str, files: Mapping[str, str | None]) -> dict[str, Any]:
+        """``POST /v1/datasets/{name}/uploads/status`` for up to 1000 files (path -> the ETag of its upload, or
+        None for whatever upload of the path is recorded)."""
+        return self._api.call("POST", f"/v1/datasets/{_segment(name)}/uploads/status", body={
+            "files": [{"path": path, **({"etag": etag} if etag else {})} for path, etag in files.items()]})
+
+    def wait_for_uploads(self, name: str, files: Mapping[str, str | None], *, timeout: float = 600.0,
+                         interval: float = 1.0, on_poll: Callable[[RegistrationProgress], None] | None = None,
+                         ) -> tuple[Dataset, list[dict[str, Any]]]:
+        """Wait until registration has read each of ``files`` (path -> ETag) and the dataset's summary includes
+        them all; the dataset then, and each file's final state (``registered``, ``invalid`` or ``superseded``:
+        replaced by another upload of its path before it was read)."""
+        paths = list(files)
+        start = self.clock()
+        while True:
+            states: list[dict[str, Any]] = []
+            summarized, status = True, None
+            for first in range(0, len(paths), STATUS_FILES_PER_REQUEST):
+                answer = self.uploads_status(name, {path: files[path]
+                                                    for path in paths[first:first + STATUS_FILES_PER_REQUEST]})
+                states += answer["files"]
+                summarized = summarized and bool(answer["summarized"])
+                status = answer.get("status", status)
+            read = [state for state in states if state["state"] != "pending"]
+            if on_poll is not None:
+                on_poll(RegistrationProgress(files_total=len(states), files_read=len(read), status=status,
+                                             invalid=sum(state["state"] == "invalid" for state in states),
+                                             summarized=summarized))
+            if status == "deleting":
+                raise SightlineError(f"dataset {name} is being deleted", status=None, code="dataset_deleting")
+            if summarized and len(read) == len(states):
+                return self.get_dataset(name), states
+            if self.clock() - start >= timeout:
+                raise WaitTimeout(f"{len(states) - len(read)} of {len(states)} uploads of dataset {name} were not "
+                                  f"registered within {timeout:.0f} s" if len(read) < len(states) else
+                                  f"the uploads of dataset {name} registered, but its summary did not include them "
+                                  f"within {timeout:.0f} s", last=states)
+            self.sleep(interval)
 
     def wait_for_dataset(self, name: str, *, changed_since: str | None = None, timeout: float = 600.0,
                          settle: float = 5.0, interval: float = 1.0, unchanged_grace: float = 60.0,

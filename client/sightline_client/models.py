@@ -257,9 +257,21 @@ class UploadProgress:
 
 
 @dataclass(frozen=True)
+class RegistrationProgress:
+    """Where the registration of one upload's files stands (``wait_for_uploads``' ``on_poll`` gets one a poll)."""
+
+    files_total: int
+    files_read: int  # registered, invalid or superseded: registration is done with them
+    invalid: int
+    summarized: bool  # the dataset's summary includes every file
+    status: str | None  # the dataset's
+
+
+@dataclass(frozen=True)
 class UploadResult:
     dataset: str
     files: list[str]
     bytes: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of files left out
     dataset_state: Dataset | None = None  # after waiting for registration
+    file_states: list[dict[str, Any]] = field(default_factory=list)  # uploads/status per file, after waiting

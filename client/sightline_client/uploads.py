@@ -124,12 +124,14 @@ class Uploader:
         self._lock = threading.Lock()
         self._bytes_done = self._files_done = 0
         self._bytes_total = self._files_total = 0
+        self.etags: dict[str, str] = {}  # path -> the ETag S3 answered its upload with
 
     @property
     def _route(self) -> str:
         return f"/v1/datasets/{quote(self.name, safe='')}/uploads"
 
-    def upload(self, files: list[LocalFile]) -> None:
+    def upload(self, files: list[LocalFile]) -> dict[str, str]:
+        """Upload ``files``; the ETag of each, by path (what ``uploads/status`` is asked about)."""
         self._bytes_total = sum(file.size for file in files)
         self._files_total = len(files)
         self._report(None)
@@ -142,6 +144,7 @@ class Uploader:
                                      code="invalid_response")
             expires_at = _expiry(answer, self.clock)
             self._run_batch(list(zip(batch, uploads)), expires_at)
+        return dict(self.etags)
 
     def _run_batch(self, work: list[tuple[LocalFile, Upload]], expires_at: float) -> None:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="sightline-upload") as pool:
@@ -170,8 +173,10 @@ class Uploader:
 
     def _single(self, file: LocalFile, upload: Upload) -> None:
         with open(file.source, "rb") as handle:
-            self.storage.put(upload["url"], handle, upload.get("headers") or {}, what=f"uploading {file.path}",
-                             rewind=lambda: handle.seek(0))
+            etag = self.storage.put(upload["url"], handle, upload.get("headers") or {}, what=f"uploading {file.path}",
+                                    rewind=lambda: handle.seek(0))
+        with self._lock:
+            self.etags[file.path] = etag
         self._report(file.path, file.size)
 
     def _multipart(self, file: LocalFile, upload: Upload, expires_at: float) -> None:
@@ -200,9 +205,11 @@ class Uploader:
                     raise UploadFailed(f"the storage kept part {number} of {file.path} but answered no ETag")
                 etags[number] = etag
                 self._report(file.path, len(data))
-            self.api.call("POST", f"{self._route}/complete", body={
+            completed = self.api.call("POST", f"{self._route}/complete", body={
                 "path": file.path, "upload_id": upload_id,
                 "parts": [{"part_number": number, "etag": etag} for number, etag in sorted(etags.items())]})
+            with self._lock:
+                self.etags[file.path] = str((completed or {}).get("etag") or "").strip('"')
         except BaseException:
             try:
                 self.api.call("POST", f"{self._route}/abort", body={"path": file.path, "upload_id": upload_id})

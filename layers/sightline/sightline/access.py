@@ -35,6 +35,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/evaluations/compare"): READ,
     ("GET", "/v1/evaluations/{id}"): READ,
     ("GET", "/v1/batch-predictions/{id}"): READ,
+    ("POST", "/v1/datasets/{name}/uploads/status"): READ,  # a read: the body holds up to 1,000 paths
     ("POST", "/v1/datasets/{name}/uploads"): TRAIN,
     ("POST", "/v1/datasets/{name}/uploads/complete"): TRAIN,
     ("POST", "/v1/datasets/{name}/uploads/abort"): TRAIN,

@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from sightline import model_policy, model_registry, retraining, templates, training_spec, version_lifecycle, workflow
 from sightline import api_keys, artifacts, batch_predictions, evaluations
 from sightline.contract import TASKS, ModelStatus, VersionStatus
-from sightline.datasets import deletion, labelled_images, snapshots, uploads
+from sightline.datasets import deletion, labelled_images, snapshots, upload_status, uploads
 from sightline.datasets import store as dataset_store
 from sightline.datasets.paths import is_valid_dataset_name
 from sightline.errors import BadRequest, NotFound, SightlineError
@@ -198,6 +198,11 @@ def complete_upload(name: str) -> dict:
 @route("POST", "/v1/datasets/<name>/uploads/abort")
 def abort_upload(name: str) -> dict:
     return uploads.abort_upload(name, _json_body())
+
+
+@route("POST", "/v1/datasets/<name>/uploads/status")
+def uploads_status(name: str) -> dict:
+    return upload_status.upload_status(name, _json_body())
 
 
 @route("POST", "/v1/datasets/<name>/images")

@@ -100,8 +100,14 @@ def test_a_presigned_put_uploads_with_plain_http_and_registers(api_env):
     assert response.status_code == 200, response.text
     stored = api_env.resources.s3.get_object(Bucket=api_env.resources.data_bucket, Key=upload["key"])
     assert stored["Body"].read() == data and stored["ContentType"] == "image/png"
+    asked = {"files": [{"path": "cats/5.png", "etag": response.headers["ETag"]}]}
+    pending = post("/v1/datasets/pets/uploads/status", asked)
+    assert pending.status == 200 and pending.json == {"files": [{"path": "cats/5.png", "state": "pending"}],
+                                                      "summarized": False}
     dataset = register_all(api_env, "datasets/pets/")
     assert (dataset["status"], dataset["classes"]) == ("ready", {"cats": 1})
+    done = post("/v1/datasets/pets/uploads/status", asked).json
+    assert done["summarized"] and done["files"][0]["state"] == "registered"
 
 
 # ---------------------------------------------------------------- multipart uploads
@@ -257,12 +263,13 @@ def test_unusable_upload_requests_are_refused_with_the_reason(api_env, body, cod
     assert api_env.resources.s3.list_multipart_uploads(Bucket=api_env.resources.data_bucket).get("Uploads", []) == []
 
 
-@pytest.mark.parametrize("route", ["uploads", "uploads/complete", "uploads/abort", "images"])
+@pytest.mark.parametrize("route", ["uploads", "uploads/complete", "uploads/abort", "uploads/status", "images"])
 @pytest.mark.parametrize("name", ["bad!name", "..", "x" * 65])
 def test_every_route_refuses_an_invalid_dataset_name(api_env, route, name):
     bodies = {"uploads": {"files": [{"path": "a.jpg", "size": 1}]},
               "uploads/complete": {"path": "a.zip", "upload_id": "u", "parts": [{"part_number": 1, "etag": "e"}]},
               "uploads/abort": {"path": "a.zip", "upload_id": "u"},
+              "uploads/status": {"files": [{"path": "a.jpg"}]},
               "images": {"image": base64.b64encode(png()).decode(), "label": "cat"}}
     status, code, message = error(post(f"/v1/datasets/{name}/{route}", bodies[route]))
     assert (status, code) == (400, "invalid_dataset_name") and "invalid dataset name" in message

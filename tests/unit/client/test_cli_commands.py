@@ -114,11 +114,17 @@ def test_datasets_upload_shows_the_registered_dataset_with_classes_and_issues(fa
                "class_counts": {"cat": {"images": 1, "boxes": 0}}, "issue_count": 1,
                "issues": [{"key": "datasets/pets/cat/bad.png", "reason": "not an image"}],
                "too_small": {"classification": {"reasons": ["cat has 1 image, needs 5"], "count": 1}}}
-    fake.on("GET", "/v1/datasets/pets", [error(404, "dataset_not_found"), dataset])
+    fake.on("GET", "/v1/datasets/pets", dataset)
+    fake.on("POST", "/v1/datasets/pets/uploads/status", [
+        {"files": [{"path": "cat/1.png", "state": "pending"}], "summarized": False},
+        {"files": [{"path": "cat/1.png", "state": "superseded", "etag": "other"}], "summarized": True}])
     result = run("datasets", "upload", "pets", str(folder))
     assert result.exit_code == 0, result.output
     assert "ready" in result.stdout and "cat" in result.stdout and "not an image" in result.stdout
     assert "cat has 1 image, needs 5" in result.stderr
+    assert "cat/1.png: replaced by another upload of the same path" in result.stderr
+    assert fake.sent("POST", "/v1/datasets/pets/uploads/status")[0].json() == {"files": [{"path": "cat/1.png",
+                                                                                          "etag": "e"}]}
     assert len(fake.sent("PUT")) == 1
     no_wait = run("datasets", "upload", "pets", str(folder), "--no-wait", "--json")
     assert json.loads(no_wait.stdout)["files"] == ["cat/1.png"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fake_api import Reply, error
-from sightline_client import UploadFailed, ValidationError
+from sightline_client import UploadFailed, ValidationError, WaitTimeout
 from sightline_client.uploads import MAX_URLS_PER_ANSWER, MIN_PART_BYTES, LocalFile, batches, collect
 
 PART = 10  # the fake answers multipart uploads in parts of 10 bytes
@@ -145,12 +145,52 @@ def test_what_cannot_be_uploaded_is_a_clear_error(tmp_path):
     assert [(f.path, f.size) for f in files] == [("one.json", 2)] and skipped == []
 
 
-def test_upload_then_wait_returns_the_settled_dataset(fake, client, tmp_path):
-    folder = write_files(tmp_path / "pets", {"cat/1.png": b"cat"})
-    states = [error(404, "dataset_not_found"), error(404, "dataset_not_found"),
-              {"name": "pets", "status": "ready", "images": 1, "updated_at": "t1"}]
-    fake.on("GET", "/v1/datasets/pets", states)
+def test_upload_then_wait_asks_about_exactly_its_uploads_until_the_summary_has_them(fake, client, tmp_path, sleeps):
+    folder = write_files(tmp_path / "pets", {"cat/1.png": b"cat", "dog/1.png": b"dog"})
+    cat, dog = hashlib.md5(b"cat").hexdigest(), hashlib.md5(b"dog").hexdigest()
+    fake.on("POST", "/v1/datasets/pets/uploads/status", [
+        {"files": [{"path": "cat/1.png", "state": "pending"}, {"path": "dog/1.png", "state": "pending"}],
+         "summarized": False},
+        {"files": [{"path": "cat/1.png", "state": "registered", "etag": cat},
+                   {"path": "dog/1.png", "state": "invalid", "etag": dog, "issue_count": 1}],
+         "summarized": False, "status": "ready"},
+        {"files": [{"path": "cat/1.png", "state": "registered", "etag": cat},
+                   {"path": "dog/1.png", "state": "invalid", "etag": dog, "issue_count": 1}],
+         "summarized": True, "status": "ready"}])
+    fake.on("GET", "/v1/datasets/pets", {"name": "pets", "status": "ready", "images": 1, "updated_at": "t1"})
     fake.on("POST", "/v1/datasets/pets/uploads", uploads_answer(fake))
     fake.on("PUT", "/s3/.*", s3_put)
-    result = client.upload_dataset("pets", folder)
+    polls = []
+    result = client.upload_dataset("pets", folder, on_poll=polls.append, workers=1)
     assert result.dataset_state == {"name": "pets", "status": "ready", "images": 1, "updated_at": "t1"}
+    assert [file["state"] for file in result.file_states] == ["registered", "invalid"]
+    asked = fake.sent("POST", "/v1/datasets/pets/uploads/status")
+    assert len(asked) == 3 and asked[0].json() == {"files": [{"path": "cat/1.png", "etag": cat},
+                                                             {"path": "dog/1.png", "etag": dog}]}
+    assert [(p.files_read, p.invalid, p.summarized) for p in polls] == [(0, 0, False), (2, 1, False), (2, 1, True)]
+
+
+def test_waiting_for_uploads_gives_up_saying_how_many_were_not_read(fake, client, sleeps):
+    fake.on("POST", "/v1/datasets/pets/uploads/status",
+            {"files": [{"path": "a.png", "state": "pending"}, {"path": "b.png", "state": "registered"}],
+             "summarized": False})
+    with pytest.raises(WaitTimeout, match="1 of 2 uploads of dataset pets were not registered within 5 s"):
+        client.wait_for_uploads("pets", {"a.png": "e1", "b.png": "e2"}, timeout=5)
+    fake.on("POST", "/v1/datasets/pets/uploads/status",
+            {"files": [{"path": "a.png", "state": "registered"}], "summarized": False})
+    with pytest.raises(WaitTimeout, match="its summary did not include them"):
+        client.wait_for_uploads("pets", {"a.png": "e1"}, timeout=5)
+
+
+def test_waiting_for_many_uploads_asks_at_most_1000_files_a_request(fake, client):
+    files = {f"{n}.png": f"e{n}" for n in range(2500)}
+
+    def answer(request):
+        asked = request.json()["files"]
+        return {"files": [{"path": f["path"], "state": "registered"} for f in asked], "summarized": True}
+
+    fake.on("POST", "/v1/datasets/pets/uploads/status", answer)
+    fake.on("GET", "/v1/datasets/pets", {"name": "pets", "status": "ready"})
+    dataset, states = client.wait_for_uploads("pets", files)
+    assert len(states) == 2500 and dataset["status"] == "ready"
+    assert [len(r.json()["files"]) for r in fake.sent("POST", "/v1/datasets/pets/uploads/status")] == [1000, 1000, 500]

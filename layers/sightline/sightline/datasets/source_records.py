@@ -241,7 +241,7 @@ def put_source(item: dict[str, Any], sequencer: str | None) -> bool:
     """Write the source item unless a newer upload of the key already did; False when it did."""
     table = aws.table(get_settings().table_name)
     try:
-        table.put_item(Item=item, **_sequencer_guard(sequencer, typed=False))
+        table.put_item(Item=_stamped(item), **_sequencer_guard(sequencer, typed=False))
         return True
     except ClientError as error:
         if aws.is_condition_failed(error):
@@ -258,8 +258,15 @@ def _sequencer_guard(sequencer: str | None, *, typed: bool) -> dict[str, Any]:
     }
 
 
+def _stamped(item: dict[str, Any]) -> dict[str, Any]:
+    # registered_at as the item is written, not when it was built (maybe seconds before, in a big batch): a
+    # recompute that read the sources later than it has read this item (uploads/status relies on it).
+    return {**item, "registered_at": aws.utc_now()} if "registered_at" in item else item
+
+
 def transaction_put(table_name: str, item: dict[str, Any], sequencer: str | None) -> dict[str, Any]:
     """A transaction's Put of ``item`` with ``put_source``'s guard."""
+    item = _stamped(item)
     return {"Put": {"TableName": table_name, "Item": {k: _serializer.serialize(aws.to_dynamo(v)) for k, v in item.items()},
                     **_sequencer_guard(sequencer, typed=True)}}
 

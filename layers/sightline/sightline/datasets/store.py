@@ -93,6 +93,13 @@ def get_dataset(name: str, *, consistent: bool = False) -> dict[str, Any] | None
     return public_dataset(item, classes=classes, issues=issues)
 
 
+def dataset_meta(name: str) -> dict[str, Any] | None:
+    """The dataset's META item as stored (lease and marks included), read strongly consistent; None when none."""
+    if not is_valid_dataset_name(name):
+        return None
+    return _table().get_item(Key={"pk": keys.dataset_pk(name), "sk": keys.META}, ConsistentRead=True).get("Item")
+
+
 def get_dataset_summary(name: str) -> dict[str, Any] | None:
     """The dataset without its classes and issues (one read); None when there is none."""
     if not is_valid_dataset_name(name):

@@ -55,9 +55,10 @@ def recompute_dataset(name: str) -> dict[str, Any]:
     try:
         for _ in range(MAX_RUNS):
             _clear_dirty(name)  # before reading the sources: a mark after this is a change this run may miss
+            sources_read_at = aws.utc_now()  # every source registered before this is in what the run reads
             contents = catalog.dataset_contents(name)
             _sync_derived_items(name, _derived_items(contents))
-            dataset = _write_meta(name, token, contents)
+            dataset = _write_meta(name, token, contents, sources_read_at)
             if dataset is None:  # a deletion started: leave the rest to it
                 _release(name, token, force=True)
                 return {"name": name, "status": str(DatasetStatus.DELETING)}
@@ -198,7 +199,7 @@ def _sync_derived_items(name: str, desired: dict[str, dict[str, Any]]) -> None:
 # ---------------------------------------------------------------- META
 
 
-def _write_meta(name: str, token: str, contents: catalog.DatasetContents) -> dict[str, Any] | None:
+def _write_meta(name: str, token: str, contents: catalog.DatasetContents, sources_read_at: str) -> dict[str, Any] | None:
     """Store the summary on META; None when the dataset began to be deleted meanwhile."""
     class_stats = contents.class_stats()
     too_small = contents.too_small()
@@ -216,6 +217,8 @@ def _write_meta(name: str, token: str, contents: catalog.DatasetContents) -> dic
         "issue_count": contents.issues.count,
         "training_digests": contents.training_digests(),
         "updated_at": aws.utc_now(),
+        # What POST /v1/datasets/{name}/uploads/status compares each source's registered_at with.
+        "sources_read_at": sources_read_at,
     }
     names = {f"#{field}": field for field in values}
     try:

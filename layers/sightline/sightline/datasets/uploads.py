@@ -170,15 +170,21 @@ def _url_count(file: UploadFile) -> int:
     return 1 if file.size <= SINGLE_PUT_MAX_BYTES else math.ceil(file.size / part_size(file.size))
 
 
-def _files(dataset: str, request: dict[str, Any]) -> list[UploadFile]:
+def file_entries(request: dict[str, Any], example: str) -> list[Any]:
+    """The ``files`` list of a request that names files of a dataset (at most ``MAX_FILES_PER_REQUEST``), or a
+    400 saying what is wrong with it."""
     _check_fields(request, ("files",), "request")
     entries = request.get("files")
     if not isinstance(entries, list) or not entries:
-        raise BadRequest('files must be a non-empty list like [{"path": "cats/1.jpg", "size": 12345}]',
-                         code="invalid_files")
+        raise BadRequest(f"files must be a non-empty list like [{example}]", code="invalid_files")
     if len(entries) > MAX_FILES_PER_REQUEST:
         raise BadRequest(f"{len(entries)} files in one request; at most {MAX_FILES_PER_REQUEST}: split the request",
                          code="too_many_files")
+    return entries
+
+
+def _files(dataset: str, request: dict[str, Any]) -> list[UploadFile]:
+    entries = file_entries(request, '{"path": "cats/1.jpg", "size": 12345}')
     files = [_upload_file(dataset, entry, index) for index, entry in enumerate(entries)]
     seen: set[str] = set()
     for file in files:
