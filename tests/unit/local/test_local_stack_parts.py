@@ -53,7 +53,8 @@ def test_routes_come_from_the_expanded_api(expanded):
     assert table[("POST", "/v1/models/{id}/versions")] == ("api", True)
     assert table[("POST", "/v1/datasets/{name}/uploads/complete")] == ("api", True)
     assert table[("DELETE", "/v1/keys/{id}")] == ("api", True)
-    assert len(table) == 34
+    assert table[("POST", "/v1/datasets/{name}/uploads/status")] == ("api", True)
+    assert len(table) == 35
 
 
 def test_intrinsics_resolve_like_cloudformation():
