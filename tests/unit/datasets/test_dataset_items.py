@@ -166,6 +166,48 @@ def test_a_change_registered_while_a_recompute_runs_makes_it_run_again(datasets,
     assert "lease_owner" not in meta and "dirty" not in meta
 
 
+def _entry(datasets, name: str, path: str) -> dict:
+    [row] = [row for row in datasets.resources.table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :entry)",
+        ExpressionAttributeValues={":pk": keys.dataset_pk(name), ":entry": "ENTRY#"})["Items"] if row["path"] == path]
+    return row
+
+
+def _mark(datasets, row: dict) -> None:
+    datasets.resources.table.update_item(Key={"pk": row["pk"], "sk": row["sk"]}, UpdateExpression="SET marked = :t",
+                                         ExpressionAttributeValues={":t": True})
+
+
+def test_a_recompute_rewrites_the_entries_that_changed_and_leaves_the_others(datasets):
+    datasets.register("datasets/x/a.png", png(1))
+    datasets.register("datasets/x/b.png", png(2))
+    datasets.register("datasets/x/labels.csv", b"image,label\na.png,cat\nb.png,dog\n")
+    for path in ("datasets/x/a.png", "datasets/x/b.png"):
+        _mark(datasets, _entry(datasets, "x", path))
+
+    datasets.register("datasets/x/fixes.csv", b"image,label\na.png,fox\n")
+
+    relabelled, unchanged = _entry(datasets, "x", "datasets/x/a.png"), _entry(datasets, "x", "datasets/x/b.png")
+    assert relabelled["labels"] == ["fox"] and "marked" not in relabelled
+    assert unchanged["labels"] == ["dog"] and unchanged["marked"] is True
+
+
+def test_an_entry_stored_without_a_digest_is_rewritten_once_and_then_left(datasets):
+    from sightline.datasets import summary
+
+    datasets.register("datasets/x/cat/1.png", png(1))
+    row = _entry(datasets, "x", "datasets/x/cat/1.png")
+    datasets.resources.table.update_item(Key={"pk": row["pk"], "sk": row["sk"]},
+                                         UpdateExpression="SET marked = :t REMOVE digest",
+                                         ExpressionAttributeValues={":t": True})
+    summary.recompute_dataset("x")
+    rewritten = _entry(datasets, "x", "datasets/x/cat/1.png")
+    assert "marked" not in rewritten and rewritten["digest"]
+    _mark(datasets, rewritten)
+    summary.recompute_dataset("x")
+    assert _entry(datasets, "x", "datasets/x/cat/1.png")["marked"] is True
+
+
 def test_the_lease_of_a_crashed_recompute_expires(datasets):
     from sightline.datasets import summary
 

@@ -9,13 +9,16 @@ limit however many classes, images or issues a dataset has:
 - ``ENTRY#<sha256>``: one per image, with its labels or boxes (``GET /v1/datasets/{name}/images``), mirrored by
   ``IMAGE#<sha256> / REF#DATASET#<name>``, which says the stored image is in use (``DELETE`` reads it).
 
-Only what changed is written. One recompute of a dataset runs at a time: it holds a lease on META (longer than
+Only what changed is written: each derived item carries a ``digest`` of its attributes, and a recompute reads
+back only the sort keys and digests (not every image's labels and boxes) to find what changed. One recompute of a dataset runs at a time: it holds a lease on META (longer than
 the function may run, so it cannot outlive it). A recompute asked for while another runs marks the dataset
 ``dirty`` and leaves; the running one sees the mark when it lets go and runs once more, so no change is lost and
 the items are never written by two recomputes at once (which is what lets them be plain batch writes).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -158,32 +161,44 @@ def _derived_items(contents: catalog.DatasetContents) -> dict[str, dict[str, Any
     return items
 
 
-def stored_derived_items(name: str) -> Iterator[dict[str, Any]]:
+DIGEST = "digest"
+
+
+def stored_digests(name: str) -> dict[str, str | None]:
+    """sort key -> stored digest of every derived item of the dataset (None for an item written before items
+    carried one: it differs from any digest, so the next recompute rewrites it)."""
     table = aws.table(get_settings().table_name)
+    digests: dict[str, str | None] = {}
     for prefix in keys.DERIVED_PREFIXES:
-        yield from aws.query_items(
+        for item in aws.query_items(
             table, KeyConditionExpression=Key("pk").eq(keys.dataset_pk(name)) & Key("sk").begins_with(prefix),
-            ConsistentRead=True,
-        )
+            ProjectionExpression="sk, #digest", ExpressionAttributeNames={"#digest": DIGEST}, ConsistentRead=True,
+        ):
+            digests[item["sk"]] = item.get(DIGEST)
+    return digests
 
 
-def _comparable(attributes: dict[str, Any]) -> Any:
-    # What DynamoDB gives back for what was written (floats as Decimal, whole numbers as int).
-    return aws.from_dynamo(aws.to_dynamo({k: v for k, v in attributes.items() if k not in ("pk", "sk")}))
+def attributes_digest(attributes: dict[str, Any]) -> str:
+    """A digest of an item's attributes, the same for the same attributes whatever their order (floats by repr,
+    as the summary computes them from the same sources each time)."""
+    canonical = json.dumps({k: v for k, v in attributes.items() if k not in ("pk", "sk", DIGEST)},
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
 def _sync_derived_items(name: str, desired: dict[str, dict[str, Any]]) -> None:
     """Write what differs between ``desired`` and the stored items (the lease makes this recompute the only
     writer)."""
     pk = keys.dataset_pk(name)
-    stored = {item["sk"]: item for item in stored_derived_items(name)}
+    stored = stored_digests(name)
     written = 0
     with aws.table(get_settings().table_name).batch_writer() as writer:
         for sk, attributes in desired.items():
-            if sk in stored and _comparable(stored[sk]) == _comparable(attributes):
+            digest = attributes_digest(attributes)
+            if sk in stored and stored[sk] == digest:
                 continue
             written += 1
-            writer.put_item(Item=aws.to_dynamo({"pk": pk, "sk": sk, **attributes}))
+            writer.put_item(Item=aws.to_dynamo({**attributes, "pk": pk, "sk": sk, DIGEST: digest}))
             if sk.startswith("ENTRY#") and sk not in stored:
                 writer.put_item(Item={"pk": keys.image_pk(attributes["sha256"]), "sk": keys.dataset_ref_sk(name),
                                       "dataset": name, "key": attributes["key"]})
