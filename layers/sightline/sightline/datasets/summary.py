@@ -21,7 +21,6 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from aws_lambda_powertools import Logger
